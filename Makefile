@@ -1,0 +1,51 @@
+# Two commands for a newcomer: `make run` serves the API on :8000 (embedded
+# backend), `make test` installs everything and runs the checks and the suite.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODEL_SOURCE ?= hub
+MODEL_DIR ?= models
+MODEL_NAME ?= mobilenet
+PORT ?= 8000
+
+.PHONY: help venv export run test lint bench clean
+
+help:
+	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none)"
+	@echo "make test     install, lint and run the test suite"
+	@echo "make export   write a new model version (MODEL_SOURCE=hub|random|keras-weights)"
+	@echo "make bench    measure throughput and latency (see README)"
+	@echo "make clean    remove the virtual environment and caches"
+
+$(BIN)/.installed: requirements-export.txt gateway/requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q \
+		-r requirements-export.txt -r gateway/requirements.txt -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+export: venv
+	$(BIN)/python export_model.py --source $(MODEL_SOURCE) \
+		--model-dir $(MODEL_DIR) --model-name $(MODEL_NAME)
+
+run: venv
+	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
+	INFERENCE_BACKEND=embedded MODEL_BASE_PATH=$(MODEL_DIR) MODEL_NAME=$(MODEL_NAME) \
+		PORT=$(PORT) $(BIN)/python -m gateway
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: venv
+	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
+	$(BIN)/python -m bench --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

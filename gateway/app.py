@@ -1,0 +1,86 @@
+"""Where the app is assembled: settings, backend, thread pool, middleware and routes.
+
+Start it with `python -m gateway` or `uvicorn --factory gateway.app:create_app`.
+Nothing here runs at import: the factory reads the environment and the
+lifespan opens (and closes) every long-lived resource.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import FastAPI
+
+from gateway import __version__, metrics
+from gateway.accounting import PredictAccounting
+from gateway.backend import Backend
+from gateway.limits import UploadSizeLimit
+from gateway.pipeline import Classifier
+from gateway.problems import install_problem_handlers
+from gateway.routes import router
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def build_backend(settings: Settings) -> Backend:
+    """The backend INFERENCE_BACKEND names."""
+    if settings.inference_backend == "embedded":
+        from gateway.embedded import EmbeddedBackend  # only loaded when chosen
+
+        return EmbeddedBackend(settings)
+    from gateway.tfserving import TFServingRestBackend
+
+    return TFServingRestBackend(settings)
+
+
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
+    """Build the gateway; tests pass their own settings or backend."""
+    settings = settings or Settings()
+    backend = backend or build_backend(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        executor = ThreadPoolExecutor(
+            max_workers=settings.preprocess_threads, thread_name_prefix="preprocess"
+        )
+        await backend.start()
+        app.state.settings = settings
+        app.state.backend = backend
+        app.state.classifier = Classifier(settings, backend, executor)
+        watcher = asyncio.create_task(_watch_model(backend, settings.status_poll_seconds))
+        logger.info("gateway %s serving with the %s backend", __version__, backend.name)
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await backend.close()
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="ml-inference-pipeline gateway",
+        version=__version__,
+        description="Image classification in front of TensorFlow Serving (or in-process).",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(router)
+    # Added last = outermost: accounting sees the 413s the size limit sends.
+    app.add_middleware(UploadSizeLimit, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(PredictAccounting)
+    return app
+
+
+async def _watch_model(backend: Backend, every_seconds: float) -> None:
+    """Keep readiness and the served version fresh between requests."""
+    while True:
+        try:
+            status = await backend.status()
+            metrics.MODEL_READY.set(1 if status.ready else 0)
+        except Exception:
+            logger.exception("model status check failed")
+        await asyncio.sleep(every_seconds)

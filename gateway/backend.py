@@ -1,0 +1,57 @@
+"""What every model backend offers the pipeline, whatever runs the model."""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """What the served version expects and returns, learned from the model itself."""
+
+    version: int
+    input_name: str
+    output_name: str
+    image_size: tuple[int, int]  # (width, height) the input tensor wants
+    num_classes: int
+    signature_name: str = "serving_default"
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """Readiness as the backend sees it now."""
+
+    ready: bool
+    state: str  # TF Serving's state names: AVAILABLE, LOADING, END, ... or UNREACHABLE
+    version: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class BatchPrediction:
+    """Scores for a batch, and the version that produced them."""
+
+    probabilities: np.ndarray  # float32, (batch, num_classes)
+    version: int
+
+
+class Backend(Protocol):
+    """A model server seen from the gateway: start, report status, predict, close."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Open connections or begin loading; must return quickly."""
+
+    async def close(self) -> None:
+        """Release every connection, thread and model."""
+
+    async def status(self) -> ModelStatus:
+        """Ask whether a version is AVAILABLE right now."""
+
+    async def signature(self) -> ModelSignature:
+        """The serving version's signature; raises BackendUnavailable if none is ready."""
+
+    async def predict(self, images: np.ndarray) -> BatchPrediction:
+        """Score a uint8 batch shaped (batch, height, width, 3)."""

@@ -1,0 +1,81 @@
+"""The gateway's own exceptions; each knows its HTTP status, stable code and title.
+
+Pipeline modules raise these and never import FastAPI; `problems.py` turns them
+into RFC 9457 problem documents in one place.
+"""
+
+from typing import ClassVar
+
+
+class GatewayError(Exception):
+    """Base class: a failure the client should hear about, with a human message."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+    retry_after_seconds: ClassVar[int | None] = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class EmptyFile(GatewayError):
+    status, code, title = 400, "empty_file", "Empty file"
+
+
+class NotAnImage(GatewayError):
+    status, code, title = 415, "not_an_image", "Not an image"
+
+
+class UnsupportedFormat(GatewayError):
+    status, code, title = 415, "unsupported_format", "Unsupported image format"
+
+
+class CorruptImage(GatewayError):
+    status, code, title = 422, "corrupt_image", "Truncated or corrupt image"
+
+
+class TooManyPixels(GatewayError):
+    status, code, title = 422, "too_many_pixels", "Image has too many pixels"
+
+
+class PayloadTooLarge(GatewayError):
+    status, code, title = 413, "payload_too_large", "Upload too large"
+
+
+class BadRequest(GatewayError):
+    status, code, title = 400, "bad_request", "Bad request"
+
+
+class InvalidRequest(GatewayError):
+    status, code, title = 422, "invalid_request", "Invalid request"
+
+
+class MissingFile(GatewayError):
+    status, code, title = 422, "missing_file", "Missing file field"
+
+
+class BackendUnavailable(GatewayError):
+    status, code, title = 503, "model_unavailable", "Model server unavailable"
+    retry_after_seconds = 5
+
+
+class BackendTimeout(GatewayError):
+    status, code, title = 504, "model_timeout", "Model server timed out"
+
+
+class BackendError(GatewayError):
+    status, code, title = 502, "model_error", "Model server error"
+
+
+class InvalidTopK(GatewayError):
+    status, code, title = 422, "invalid_top_k", "Invalid top_k"
+
+
+class NotFound(GatewayError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class MethodNotAllowed(GatewayError):
+    status, code, title = 405, "method_not_allowed", "Method not allowed"

@@ -1,0 +1,101 @@
+"""Where errors are mapped: every failure leaves as an RFC 9457 problem document.
+
+The body carries a stable machine-readable `code` and a human `detail`; it
+never carries a traceback, an internal URL or a file path.
+"""
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    InvalidRequest,
+    InvalidTopK,
+    MethodNotAllowed,
+    MissingFile,
+    NotFound,
+    PayloadTooLarge,
+)
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def problem_response(error: GatewayError) -> Response:
+    """The HTTP response for one of the gateway's errors."""
+    body: dict[str, Any] = {
+        "type": f"urn:ml-inference-pipeline:problem:{error.code}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+        "success": False,
+    }
+    headers = {}
+    if error.retry_after_seconds is not None:
+        headers["Retry-After"] = str(error.retry_after_seconds)
+    return Response(
+        orjson.dumps(body), status_code=error.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Route every exception the app can raise through `problem_response`."""
+
+    async def gateway_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return problem_response(exc)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return problem_response(_from_http_exception(exc))
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(from_validation_errors(exc.errors()))
+
+    async def unexpected_error(_: Request, exc: Exception) -> Response:
+        logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
+        return problem_response(GatewayError("An unexpected error occurred; it has been logged."))
+
+    app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+def from_validation_errors(errors: Any) -> GatewayError:
+    """Name the first field FastAPI rejected in words a user can act on."""
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ())]
+        if "file" in location:
+            return MissingFile(
+                "Send the image as multipart/form-data in a field named 'file', "
+                "for example: curl -F file=@cat.jpg http://localhost:8000/predict"
+            )
+        if "top_k" in location:
+            return InvalidTopK(f"top_k: {error.get('msg', 'invalid value')}.")
+    summary = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors
+    )
+    return InvalidRequest(summary or "The request is not valid.")
+
+
+def _from_http_exception(exc: HTTPException) -> GatewayError:
+    if exc.status_code == 404:
+        return NotFound("No such endpoint; GET / lists them.")
+    if exc.status_code == 405:
+        return MethodNotAllowed("This endpoint does not accept that method; GET / lists them.")
+    if exc.status_code == 413:
+        return PayloadTooLarge(str(exc.detail))
+    if 400 <= exc.status_code < 500:
+        return BadRequest(f"The request could not be read: {exc.detail}.")
+    return GatewayError("An unexpected error occurred; it has been logged.")

@@ -1,0 +1,79 @@
+"""The gateway's configuration: one validated class, read from the environment at start-up."""
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# TF Serving's REST predict path (tf-serving-api.md section 1, "Routing"):
+# /v1/models/{name}[/versions/{N} | /labels/{label}]:predict
+_PREDICT_PATH = re.compile(
+    r"^(?P<model>/v1/models/(?P<name>[^/:]+))(?P<selector>/versions/\d+|/labels/[^/:]+)?:predict$"
+)
+
+
+class Settings(BaseSettings):
+    """Every knob the gateway has; names match the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(extra="ignore", protected_namespaces=())
+
+    inference_backend: Literal["tfserving", "embedded"] = "tfserving"
+    tf_serving_url: str = "http://localhost:8501/v1/models/mobilenet:predict"
+    model_name: str = Field(default="mobilenet", pattern=r"^[A-Za-z0-9_.-]+$")
+    model_base_path: Path = Path("models")
+
+    tf_serving_timeout_seconds: PositiveFloat = 10.0
+    tf_serving_connect_timeout_seconds: PositiveFloat = 2.0
+    tf_serving_max_connections: PositiveInt = 64
+    status_poll_seconds: PositiveFloat = 2.0
+
+    default_top_k: PositiveInt = 5
+    max_upload_bytes: PositiveInt = 10 * 1024 * 1024
+    max_image_pixels: PositiveInt = 40_000_000
+    preprocess_threads: PositiveInt = Field(default_factory=lambda: os.cpu_count() or 1)
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @model_validator(mode="after")
+    def _check_tf_serving_url(self) -> "Settings":
+        parts = urlsplit(self.tf_serving_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"TF_SERVING_URL must be an http(s) URL, got {self.tf_serving_url!r}")
+        if parts.path.strip("/") == "":
+            # A bare server address: build the predict URL from MODEL_NAME.
+            path = f"/v1/models/{self.model_name}:predict"
+            self.tf_serving_url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+            return self
+        match = _PREDICT_PATH.match(parts.path)
+        if match is None:
+            raise ValueError(
+                "TF_SERVING_URL must be TF Serving's predict URL, such as "
+                "http://tensorflow-serving:8501/v1/models/mobilenet:predict "
+                f"(got {self.tf_serving_url!r})"
+            )
+        if parts.query:
+            raise ValueError("TF_SERVING_URL must not carry a query string: TF Serving rejects it")
+        if match["name"] != self.model_name and "model_name" in self.model_fields_set:
+            raise ValueError(
+                f"TF_SERVING_URL names model {match['name']!r} but MODEL_NAME is "
+                f"{self.model_name!r}; make them agree"
+            )
+        self.model_name = match["name"]
+        return self
+
+    @property
+    def tf_serving_model_url(self) -> str:
+        """The model's status URL: the predict URL without `:predict`."""
+        parts = urlsplit(self.tf_serving_url)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path.removesuffix(":predict"), "", ""))
+
+    @property
+    def model_dir(self) -> Path:
+        """Where this model's numbered versions live on local disk."""
+        return self.model_base_path / self.model_name

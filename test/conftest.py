@@ -1,0 +1,81 @@
+"""Session fixtures: a model exported by export_model.py, the TF Serving double, gateways."""
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from processes import ROOT, Process, answers, child_env, gateway, tfserving_double
+
+CAT_JPEG = ROOT / "test" / "cat.jpg"
+
+
+@pytest.fixture(scope="session")
+def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models/ folder holding version 1 of `mobilenet`, exported offline (untrained weights)."""
+    root = tmp_path_factory.mktemp("models")
+    subprocess.run(
+        [sys.executable, "export_model.py", "--source", "random", "--model-dir", str(root)],
+        cwd=ROOT,
+        env=child_env(),
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where child processes write their output (shown when they fail to start)."""
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def double(model_root: Path, logs: Path) -> Iterator[Process]:
+    """The TF Serving double serving the exported model, shared by the happy-path tests."""
+    process = tfserving_double(model_root / "mobilenet", logs / "double.log").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def tfserving_gateway(double: Process, model_root: Path, logs: Path) -> Iterator[Process]:
+    """The gateway in TF Serving mode, talking to the double."""
+    process = gateway(
+        logs / "gateway-tfserving.log",
+        INFERENCE_BACKEND="tfserving",
+        TF_SERVING_URL=f"{double.url}/v1/models/mobilenet:predict",
+        MODEL_BASE_PATH=str(model_root),
+    )
+    process.ready = answers(f"{process.url}/health", 200)
+    yield process.start()
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_gateway(model_root: Path, logs: Path) -> Iterator[Process]:
+    """The gateway running the same model in-process."""
+    process = gateway(
+        logs / "gateway-embedded.log",
+        INFERENCE_BACKEND="embedded",
+        MODEL_BASE_PATH=str(model_root),
+    )
+    process.ready = answers(f"{process.url}/health", 200)
+    yield process.start()
+    process.stop()
+
+
+@pytest.fixture(params=["tfserving", "embedded"])
+def any_gateway(request: pytest.FixtureRequest) -> Process:
+    """Each test using this runs once per backend: the API must not depend on it."""
+    process: Process = request.getfixturevalue(f"{request.param}_gateway")
+    return process
+
+
+@pytest.fixture(scope="session")
+def cat_jpeg() -> bytes:
+    """A real cat photograph (see test/IMAGES.md)."""
+    return CAT_JPEG.read_bytes()

@@ -1,0 +1,119 @@
+"""Upstream faults, survived: each failure of TF Serving maps to the right status, then heals.
+
+Each test here gets its own double and gateway, since they stop and break them.
+"""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api_client import post_image
+from processes import Process, answers, gateway, tfserving_double
+
+
+@pytest.fixture
+def pair(
+    model_root: Path, logs: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Process, Process]]:
+    """A fresh double and a gateway with a 1.5 s upstream deadline."""
+    name = request.node.name
+    double = tfserving_double(model_root / "mobilenet", logs / f"{name}-double.log").start()
+    front = gateway(
+        logs / f"{name}-gateway.log",
+        TF_SERVING_URL=f"{double.url}/v1/models/mobilenet:predict",
+        MODEL_BASE_PATH=str(model_root),
+        TF_SERVING_TIMEOUT_SECONDS="1.5",
+        STATUS_POLL_SECONDS="0.5",
+    )
+    front.ready = answers(f"{front.url}/health", 200)
+    front.start()
+    yield double, front
+    front.stop()
+    double.stop()
+
+
+def set_faults(double: Process, **faults: object) -> None:
+    httpx.put(f"{double.control_url}/faults", json=faults).raise_for_status()
+
+
+def wait_until(check: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def test_tf_serving_error_is_a_502_with_its_message(
+    pair: tuple[Process, Process], cat_jpeg: bytes
+) -> None:
+    double, front = pair
+    set_faults(double, error={"status": 500, "message": "Attempting to use uninitialized value"})
+    response = post_image(front.url, cat_jpeg)
+    assert response.status_code == 502
+    body = response.json()
+    assert body["code"] == "model_error"
+    assert "Attempting to use uninitialized value" in body["detail"]
+    assert "127.0.0.1" not in body["detail"]
+
+
+def test_slow_tf_serving_is_a_504(pair: tuple[Process, Process], cat_jpeg: bytes) -> None:
+    double, front = pair
+    set_faults(double, delay_ms=4000)
+    started = time.monotonic()
+    response = post_image(front.url, cat_jpeg)
+    assert response.status_code == 504
+    assert response.json()["code"] == "model_timeout"
+    assert time.monotonic() - started < 3.5
+
+
+def test_dropped_connection_is_a_502(pair: tuple[Process, Process], cat_jpeg: bytes) -> None:
+    double, front = pair
+    set_faults(double, reset_connections=True)
+    response = post_image(front.url, cat_jpeg)
+    assert response.status_code == 502
+    assert response.json()["code"] == "model_error"
+
+
+def test_stopped_tf_serving_is_a_503_and_the_gateway_recovers(
+    pair: tuple[Process, Process], cat_jpeg: bytes
+) -> None:
+    double, front = pair
+    double.stop()
+    response = post_image(front.url, cat_jpeg)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json()["code"] == "model_unavailable"
+    health = httpx.get(f"{front.url}/health")
+    assert health.status_code == 503
+    assert health.json()["status"] == "unhealthy"
+    assert httpx.get(f"{front.url}/health/live").status_code == 200
+
+    double.start()
+    wait_until(lambda: httpx.get(f"{front.url}/health").status_code == 200)
+    assert post_image(front.url, cat_jpeg).status_code == 200
+
+
+def test_gateway_starts_before_tf_serving_and_becomes_ready(
+    model_root: Path, logs: Path, cat_jpeg: bytes
+) -> None:
+    double = tfserving_double(model_root / "mobilenet", logs / "late-double.log")
+    front = gateway(
+        logs / "early-gateway.log",
+        TF_SERVING_URL=f"{double.url}/v1/models/mobilenet:predict",
+        MODEL_BASE_PATH=str(model_root),
+        STATUS_POLL_SECONDS="0.5",
+    ).start()
+    try:
+        assert httpx.get(f"{front.url}/health").status_code == 503
+        assert post_image(front.url, cat_jpeg).status_code == 503
+        double.start()
+        wait_until(lambda: httpx.get(f"{front.url}/health").status_code == 200)
+        assert post_image(front.url, cat_jpeg).status_code == 200
+    finally:
+        front.stop()
+        double.stop()

@@ -1,0 +1,131 @@
+"""Upload bytes to model input: formats sniffed, limits enforced, modes normalised."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gateway.errors import CorruptImage, EmptyFile, NotAnImage, TooManyPixels, UnsupportedFormat
+from gateway.imaging import prepare_image, to_rgb
+
+SIZE = (224, 224)
+LIMIT = 40_000_000
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def gradient(width: int = 64, height: int = 48) -> Image.Image:
+    x = np.linspace(0, 255, width, dtype=np.uint8)
+    y = np.linspace(0, 255, height, dtype=np.uint8)
+    red = np.tile(x, (height, 1))
+    green = np.tile(y[:, None], (1, width))
+    blue = np.full((height, width), 128, dtype=np.uint8)
+    return Image.fromarray(np.dstack([red, green, blue]))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF"])
+def test_every_accepted_format_becomes_a_224_rgb_tensor(fmt: str) -> None:
+    prepared = prepare_image(encode(gradient(), fmt), SIZE, LIMIT)
+    assert prepared.pixels.shape == (224, 224, 3)
+    assert prepared.pixels.dtype == np.uint8
+    assert prepared.original_size == (64, 48)
+    assert prepared.format == fmt
+
+
+def test_format_comes_from_the_bytes_not_the_name(cat_jpeg: bytes) -> None:
+    assert prepare_image(cat_jpeg, SIZE, LIMIT).format == "JPEG"
+
+
+def test_empty_upload_is_refused() -> None:
+    with pytest.raises(EmptyFile):
+        prepare_image(b"", SIZE, LIMIT)
+
+
+def test_text_is_not_an_image() -> None:
+    with pytest.raises(NotAnImage, match="JPEG"):
+        prepare_image(b"%PDF-1.4 not a picture at all", SIZE, LIMIT)
+
+
+def test_a_format_pillow_knows_but_we_do_not_accept_is_named() -> None:
+    with pytest.raises(UnsupportedFormat, match="ICO"):
+        prepare_image(encode(gradient(32, 32), "ICO"), SIZE, LIMIT)
+
+
+def test_truncated_jpeg_is_corrupt(cat_jpeg: bytes) -> None:
+    with pytest.raises(CorruptImage):
+        prepare_image(cat_jpeg[: len(cat_jpeg) // 2], SIZE, LIMIT)
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares `width` x `height` pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 1024)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bomb_is_refused_from_the_header() -> None:
+    data = bomb_png(50_000, 50_000)
+    assert len(data) < 5_000
+    with pytest.raises(TooManyPixels, match="50000x50000"):
+        prepare_image(data, SIZE, LIMIT)
+
+
+def test_exif_orientation_is_applied() -> None:
+    wide = gradient(80, 40)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    data = encode(wide, "JPEG", exif=exif.tobytes())
+    rotated = prepare_image(data, (40, 80), LIMIT).pixels
+    plain = prepare_image(
+        encode(wide.transpose(Image.Transpose.ROTATE_270), "JPEG"), (40, 80), LIMIT
+    )
+    assert np.abs(rotated.astype(int) - plain.pixels.astype(int)).mean() < 6
+
+
+def test_transparent_pixels_become_white() -> None:
+    clear = Image.new("RGBA", (16, 16), (255, 0, 0, 0))
+    assert to_rgb(clear).getpixel((0, 0)) == (255, 255, 255)
+    solid = Image.new("LA", (16, 16), (40, 255))
+    assert to_rgb(solid).getpixel((0, 0)) == (40, 40, 40)
+
+
+def test_palette_with_transparency_becomes_white() -> None:
+    image = Image.new("P", (8, 8), 0)
+    image.putpalette([0, 0, 0, 200, 10, 10] + [0] * 762)
+    image.info["transparency"] = 0
+    assert to_rgb(image).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_sixteen_bit_grey_keeps_its_high_byte() -> None:
+    image = Image.fromarray(np.full((4, 4), 0x8000, dtype=np.uint16))
+    assert to_rgb(image).getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_cmyk_is_converted() -> None:
+    image = Image.new("CMYK", (8, 8), (0, 255, 255, 0))
+    red, green, blue = to_rgb(image).getpixel((0, 0))
+    assert red > 200
+    assert max(green, blue) < 60
+
+
+def test_animated_gif_uses_its_first_frame() -> None:
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ((250, 0, 0), (0, 0, 250))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    pixels = prepare_image(buffer.getvalue(), (8, 8), LIMIT).pixels
+    assert pixels[0, 0, 0] > 200
+    assert pixels[0, 0, 2] < 50

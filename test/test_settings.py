@@ -1,0 +1,52 @@
+"""Configuration: validated at start-up, with the original variable names."""
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.settings import Settings
+
+
+def test_defaults_point_at_a_local_tf_serving() -> None:
+    settings = Settings()
+    assert settings.tf_serving_url == "http://localhost:8501/v1/models/mobilenet:predict"
+    assert settings.tf_serving_model_url == "http://localhost:8501/v1/models/mobilenet"
+    assert settings.model_name == "mobilenet"
+
+
+def test_the_original_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TF_SERVING_URL", "http://tensorflow-serving:8501/v1/models/resnet:predict")
+    monkeypatch.setenv("MODEL_NAME", "resnet")
+    settings = Settings()
+    assert settings.model_name == "resnet"
+    assert settings.tf_serving_model_url == "http://tensorflow-serving:8501/v1/models/resnet"
+
+
+def test_model_name_follows_the_url_when_not_given() -> None:
+    settings = Settings(tf_serving_url="http://tfs:8501/v1/models/other:predict")
+    assert settings.model_name == "other"
+
+
+def test_a_bare_server_address_gets_the_predict_path() -> None:
+    settings = Settings(tf_serving_url="http://tfs:8501", model_name="mobilenet")
+    assert settings.tf_serving_url == "http://tfs:8501/v1/models/mobilenet:predict"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"tf_serving_url": "tfs:8501"}, "http"),
+        ({"tf_serving_url": "http://tfs:8501/predict"}, "predict URL"),
+        ({"tf_serving_url": "http://tfs:8501/v1/models/m:predict?x=1"}, "query"),
+        (
+            {"tf_serving_url": "http://tfs:8501/v1/models/a:predict", "model_name": "b"},
+            "agree",
+        ),
+        ({"inference_backend": "onnx"}, "tfserving"),
+        ({"max_upload_bytes": 0}, "greater than 0"),
+    ],
+)
+def test_bad_values_stop_start_up_with_a_clear_message(
+    overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**overrides)  # type: ignore[arg-type]
