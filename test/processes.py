@@ -38,10 +38,10 @@ class Process:
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self, timeout: float = 120.0) -> "Process":
-        log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            self.args, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.popen = subprocess.Popen(
+                self.args, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:

@@ -1,0 +1,159 @@
+"""Export MobileNetV2 as a TF Serving model version, models/<name>/<N>/ (docs/model-contract.md).
+
+Examples:
+python export_model.py                                   # TF Hub weights (needs network)
+python export_model.py --source random                   # untrained; offline wiring/tests
+python export_model.py --source keras-weights --weights mobilenet_v2_..._1.0_224.h5
+python export_model.py --handle /copied/tfhub/model      # TF Hub model copied by hand
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from modelexport.contract import DEFAULT_MODEL_NAME, NUM_CLASSES
+from modelexport.options import (
+    DEFAULT_HUB_HANDLE,
+    DEFAULT_MODEL_DIR,
+    DEFAULT_SEED,
+    DEFAULT_SOURCE,
+    SOURCE_ENV,
+    SOURCES,
+    SourceName,
+)
+
+if TYPE_CHECKING:
+    from modelexport.export import ExportResult
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Describe the command line."""
+    parser = argparse.ArgumentParser(
+        description="Write a MobileNetV2 model version for TF Serving, atomically.",
+        epilog="Exit status: 0 written and verified, 1 export refused or failed, 2 bad usage.",
+    )
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        help=f"where the weights come from (default: ${SOURCE_ENV}, else {DEFAULT_SOURCE})",
+    )
+    parser.add_argument(
+        "--handle",
+        help=f"TF Hub handle or local SavedModel directory (default {DEFAULT_HUB_HANDLE})",
+    )
+    parser.add_argument(
+        "--weights", type=Path, help="Keras MobileNetV2 ImageNet .h5 file, for keras-weights"
+    )
+    parser.add_argument("--model-dir", type=Path, default=Path(DEFAULT_MODEL_DIR))
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    parser.add_argument(
+        "--version", type=positive_int, help="version number (default: the next free one)"
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing version")
+    parser.add_argument(
+        "--seed", type=int, help=f"weight seed for --source random (default {DEFAULT_SEED})"
+    )
+    return parser
+
+
+def positive_int(text: str) -> int:
+    """Parse a version number, which TF Serving needs to be a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def resolve_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SourceName:
+    """Pick the source from --source, else $MODEL_SOURCE, else hub; reject stray options."""
+    source = args.source or os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE
+    if source not in SOURCES:
+        parser.error(f"{SOURCE_ENV}={source!r} is not one of {', '.join(SOURCES)}")
+    stray = {"--handle": args.handle, "--weights": args.weights, "--seed": args.seed}
+    allowed = {"hub": "--handle", "keras-weights": "--weights", "random": "--seed"}[source]
+    for flag, value in stray.items():
+        if value is not None and flag != allowed:
+            parser.error(f"{flag} does not apply to --source {source}")
+    if source == "keras-weights" and args.weights is None:
+        parser.error("--source keras-weights needs --weights FILE")
+    return cast(SourceName, source)
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ info and warning lines; must run before TensorFlow is imported."""
+    # 3 also hides the cuInit ERROR line that a CUDA build prints on a machine without a
+    # GPU driver; real failures still reach the user as Python exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # The serving graph wraps a Keras 3 model, which only the TensorFlow backend can save.
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+
+
+def format_summary(result: "ExportResult") -> str:
+    """Describe the written version for a human: signature, check, source, path."""
+    info = result.info
+    check = result.verification
+    lines = [f"Exported {info['model_name']} version {result.version}: {result.path}"]
+    if result.replaced:
+        lines.append(
+            "  replaced the existing version; a running TF Serving keeps the copy it loaded "
+            "until it restarts (export a new number to roll out without a restart)"
+        )
+    lines.append(f"  source:    {info['source']} ({info['source_detail']})")
+    lines.append(f"  trained:   {'yes' if info['trained'] else 'NO'}")
+    lines.append(f"  signature: {info['signature_name']}")
+    for kind, tensors in (("input ", check.inputs), ("output", check.outputs)):
+        for name, tensor in tensors.items():
+            lines.append(f"    {kind} {name:<14} {tensor.dtype:<8} {list(tensor.shape)}")
+    lines.append(
+        f"  check:     reloaded from disk; uint8 batch {list(check.batch_shape)} "
+        f"-> probabilities {list(check.output_shape)}"
+    )
+    lines.append(
+        f"  assets:    labels.txt ({NUM_CLASSES} labels), export_info.json, "
+        f"tf_serving_warmup_requests ({result.warmup_records} request)"
+    )
+    if not info["trained"]:
+        banner = "!" * 78
+        lines += [
+            banner,
+            "!! UNTRAINED: random weights. Its predictions are meaningless; use it only for",
+            "!! wiring and tests. Export --source hub or --source keras-weights to classify.",
+            banner,
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, export one version and print what was written."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    source = resolve_source(args, parser)
+    quiet_tensorflow()
+    from modelexport.errors import ExportError
+    from modelexport.export import export_version
+
+    try:
+        result = export_version(
+            source,
+            model_dir=args.model_dir,
+            model_name=args.model_name,
+            version=args.version,
+            force=args.force,
+            handle=args.handle,
+            weights=args.weights,
+            seed=DEFAULT_SEED if args.seed is None else args.seed,
+        )
+    except ExportError as exc:
+        print(f"export_model.py: error: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

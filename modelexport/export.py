@@ -1,0 +1,77 @@
+"""Export one model version: build the network, write it atomically, verify it."""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelexport.contract import (
+    ASSETS_EXTRA,
+    DEFAULT_MODEL_NAME,
+    INFO_FILENAME,
+    LABELS_FILENAME,
+    WARMUP_FILENAME,
+)
+from modelexport.errors import ExportError
+from modelexport.info import build_export_info, write_export_info
+from modelexport.labels import write_labels
+from modelexport.options import DEFAULT_MODEL_DIR, DEFAULT_SEED, SourceName
+from modelexport.serving import save_serving_model
+from modelexport.sources import build_network
+from modelexport.verify import Verification, verify_saved_model
+from modelexport.warmup import write_warmup_requests
+from modelexport.writer import check_version_free, next_version, staged_version
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A published version: where it is, what it holds, and what the reload check saw."""
+
+    path: Path
+    version: int
+    replaced: bool
+    info: dict[str, object]
+    verification: Verification
+    warmup_records: int
+
+
+def export_version(
+    source: SourceName = "hub",
+    *,
+    model_dir: Path = Path(DEFAULT_MODEL_DIR),
+    model_name: str = DEFAULT_MODEL_NAME,
+    version: int | None = None,
+    force: bool = False,
+    handle: str | None = None,
+    weights: Path | None = None,
+    seed: int = DEFAULT_SEED,
+) -> ExportResult:
+    """Write model_dir/model_name/<version> (default: the next free number) and verify it."""
+    if not MODEL_NAME.fullmatch(model_name):
+        raise ExportError(f"model name {model_name!r} must be letters, digits, '_', '.' or '-'")
+    model_root = model_dir / model_name
+    if version is None:
+        version = next_version(model_root)
+    # Refuse before the slow part, so a mistaken --version costs nothing.
+    replaced = check_version_free(model_root, version, force=force)
+    network = build_network(source, handle=handle, weights=weights, seed=seed)
+    with staged_version(model_root, version, force=force) as staging:
+        save_serving_model(network.classifier, staging)
+        verification = verify_saved_model(staging)
+        extra = staging / ASSETS_EXTRA
+        extra.mkdir()
+        write_labels(extra / LABELS_FILENAME)
+        info = build_export_info(
+            model_name=model_name, version=version, network=network, verification=verification
+        )
+        write_export_info(extra / INFO_FILENAME, info)
+        records = write_warmup_requests(extra / WARMUP_FILENAME, model_name)
+    return ExportResult(
+        path=model_root / str(version),
+        version=version,
+        replaced=replaced,
+        info=info,
+        verification=verification,
+        warmup_records=records,
+    )

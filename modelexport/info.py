@@ -1,0 +1,42 @@
+"""export_info.json: where a version's weights came from and what it declares."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import tensorflow as tf
+
+from modelexport.contract import SIGNATURE_NAME
+from modelexport.labels import LABELS_PROVENANCE
+from modelexport.sources import Network
+from modelexport.verify import Verification
+
+
+def build_export_info(
+    *,
+    model_name: str,
+    version: int,
+    network: Network,
+    verification: Verification,
+    exported_at: datetime | None = None,
+) -> dict[str, object]:
+    """Return the export_info.json fields in the order docs/model-contract.md lists them."""
+    moment = exported_at or datetime.now(UTC)
+    return {
+        "model_name": model_name,
+        "version": version,
+        "source": network.source,
+        "source_detail": network.source_detail,
+        "trained": network.trained,
+        "exported_at": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tensorflow_version": tf.__version__,
+        "signature_name": SIGNATURE_NAME,
+        "inputs": {name: t.to_json() for name, t in verification.inputs.items()},
+        "outputs": {name: t.to_json() for name, t in verification.outputs.items()},
+        "labels_provenance": LABELS_PROVENANCE,
+    }
+
+
+def write_export_info(path: Path, info: dict[str, object]) -> None:
+    """Write info as indented UTF-8 JSON with a trailing newline."""
+    path.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
