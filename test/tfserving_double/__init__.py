@@ -1,0 +1,37 @@
+"""A TensorFlow Serving test double: a real REST server over real SavedModel versions.
+
+The real `tensorflow_model_server` cannot run here, so the gateway's tests run
+against this double. It follows TF Serving's REST protocol as read from the TF
+Serving source (github.com/tensorflow/serving, release 2.20.0; paths below are
+relative to `tensorflow_serving/`), summarised in
+/work/shared/reference/tf-serving-api.md. Where the double and the real server
+differ, the real server is right; each known difference is written down in the
+module that has it.
+
+Modules, one idea each:
+- `__main__`: start-up order and the ready line (model_servers/main.cc, server.cc).
+- `flags`: `--name=value` flags with TF Serving's names and defaults.
+- `registry`: version discovery, latest policy, load/unload, state monitor.
+- `servable`, `warmup`: one loaded version; its warm-up replay.
+- `json_values`: RapidJSON-compatible parsing and value printing.
+- `json_tensor`, `json_request`, `json_response`: one JSON value to a tensor, the
+  predict request document, the predict response (util/json_tensor.cc).
+- `rest`: /v1 routing and handlers (model_servers/http_rest_api_handler.cc).
+- `httpd`: the HTTP/1.1 server (util/net_http/server/internal/evhttp_*.cc).
+- `faults`: fault injection and counters, on a separate control port.
+- `errors`: status codes and their HTTP mapping.
+
+Covered: GET model status and metadata (with /versions/N; /labels/L behaves as
+without a model config file), POST :predict in row and columnar form with
+TF Serving's checks and error messages, gzip request bodies, the REST timeout,
+version polling with availability-preserving reloads and rollback, load
+retries, warm-up (predict records), TF Serving's flag names and defaults.
+
+Not covered:
+- gRPC (`--port` is accepted, nothing listens; a later issue adds it).
+- :classify and :regress (answered 501 UNIMPLEMENTED).
+- Model config files, version labels and policies other than latest(1).
+- Server-side batching (`--enable_batching` is accepted, requests run one by one).
+- Prometheus monitoring (`--monitoring_config_file` is accepted; the path is 404).
+- SSL, CORS preflight, TFLite, profiler, multiple models.
+"""

@@ -1,0 +1,172 @@
+"""Entry point: `python -m tfserving_double --model_name=NAME --model_base_path=/abs/path ...`.
+
+Start-up follows TFS/model_servers/main.cc and server.cc: flags are parsed,
+the model's versions are loaded, and only then are the ports opened (ServerCore
+blocks in `ConnectAdaptersToManagerAndAwaitModelLoads` until the model is
+AVAILABLE; with no version directory it waits for one; a failed initial load
+ends the process with "Failed to start server."). Reference:
+/work/shared/reference/tf-serving-api.md, sections 4 and 5 ("Startup").
+
+Differences: `--rest_api_port=0` (the binary's default, "REST off") picks a free
+port here, printed in the ready line, because REST is all the double serves;
+`--port` (gRPC) is accepted but nothing listens on it. When ready, one line goes
+to stdout:
+    tfserving_double: REST on 127.0.0.1:PORT serving NAME versions [N]
+Logs go to stderr. SIGTERM or SIGINT stops the process with exit status 0.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+
+from .flags import Flags, parse_flags
+
+log = logging.getLogger("tfserving_double")
+
+USAGE = (
+    "usage: python -m tfserving_double --model_name=NAME --model_base_path=/abs/path "
+    "[--rest_api_port=8501] [--rest_api_timeout_in_ms=30000] "
+    "[--file_system_poll_wait_seconds=1] [--control_port=0] (TF Serving's flag names)"
+)
+
+
+def main(argv: list[str]) -> int:
+    """Run the double until SIGTERM/SIGINT; return the process exit status."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s.%(msecs)03d %(levelname).1s tfserving_double] %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+    parsed = parse_flags(argv)
+    if parsed.errors:
+        for error in parsed.errors:
+            log.error(error)
+        print(USAGE, file=sys.stderr)
+        return 255
+    if parsed.unknown:
+        log.warning("unknown argument: %s", parsed.unknown[0])
+    flags = parsed.flags
+    problem = _check_flags(flags)
+    if problem is not None:
+        log.error(problem)
+        return 255 if "required" in problem else 1
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    if flags.version:
+        import tensorflow as tf
+
+        print(f"TensorFlow ModelServer: tfserving_double\nTensorFlow Library: {tf.__version__}")
+        return 0
+    return _serve(flags)
+
+
+def _check_flags(flags: Flags) -> str | None:
+    if flags.model_config_file:
+        return (
+            "--model_config_file is not supported by the double; use --model_name/--model_base_path"
+        )
+    if flags.batching_parameters_file and not flags.enable_batching:
+        return "batching_parameters_file is set without setting enable_batching to true"
+    if not flags.model_base_path and not flags.version:
+        return "--model_base_path is required"
+    if flags.enable_batching:
+        log.warning("--enable_batching: the double does not batch; each request runs on its own")
+    if flags.monitoring_config_file:
+        log.warning("--monitoring_config_file: the double serves no Prometheus metrics")
+    if flags.port:
+        log.info("gRPC (--port=%d) is not served by the double; REST only", flags.port)
+    return None
+
+
+def _serve(flags: Flags) -> int:
+    # Imported here so TF_CPP_MIN_LOG_LEVEL is set before TensorFlow loads.
+    from .faults import ControlApi, FaultControl
+    from .httpd import HttpServer
+    from .registry import ModelRegistry, StartupError
+    from .rest import RestApi
+    from .servable import Servable, load_servable
+    from .warmup import run_warmup
+
+    tags = [tag for tag in flags.saved_model_tags.split(",") if tag]
+
+    def load(version: int, path: str) -> Servable:
+        servable = load_servable(version, path, tags)
+        if flags.enable_model_warmup:
+            ran = run_warmup(servable, path)
+            if ran:
+                log.info("Finished reading warmup data for model at %s: %d records", path, ran)
+        # Parsing one image allocates ~50k lists, which triggers Python's cyclic GC many
+        # times per request; each full pass over TensorFlow's objects costs ~100 ms.
+        # Freezing what is loaded and raising the threshold removes that cost.
+        gc.freeze()
+        return servable
+
+    gc.set_threshold(100_000, 50, 100)
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("Received signal %d, shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    registry = ModelRegistry(
+        flags.model_name,
+        flags.model_base_path,
+        load,
+        flags.file_system_poll_wait_seconds,
+        flags.max_num_load_retries,
+        flags.load_retry_interval_micros / 1e6,
+    )
+    registry.start()
+    try:
+        if not registry.wait_until_available(stop):
+            registry.stop()
+            return 0
+    except StartupError as exc:
+        log.error("Failed to start server. Error: %s", exc)
+        registry.stop()
+        return 1
+
+    control = FaultControl()
+    executor = ThreadPoolExecutor(max(1, flags.rest_api_num_threads), thread_name_prefix="predict")
+    api = RestApi(
+        registry,
+        control,
+        executor,
+        flags.rest_api_timeout_in_ms,
+        cors=flags.rest_api_enable_cors_support,
+    )
+    servers = [HttpServer(flags.rest_api_port, api, "rest")]
+    if flags.control_port:
+        servers.append(HttpServer(flags.control_port, ControlApi(control), "control"))
+    for server in servers:
+        server.start()
+    if flags.control_port:
+        log.info("Fault control on 127.0.0.1:%d", servers[1].port)
+    print(
+        f"tfserving_double: REST on 127.0.0.1:{servers[0].port} serving {flags.model_name} "
+        f"versions {registry.available_versions()}",
+        flush=True,
+    )
+    while not stop.wait(0.5):
+        pass
+    for server in servers:
+        server.stop()
+    registry.stop()
+    executor.shutdown(wait=False, cancel_futures=True)
+    log.info("Stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
