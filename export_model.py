@@ -5,6 +5,7 @@ python export_model.py                                   # TF Hub weights (needs
 python export_model.py --source random                   # untrained; offline wiring/tests
 python export_model.py --source keras-weights --weights mobilenet_v2_..._1.0_224.h5
 python export_model.py --handle /copied/tfhub/model      # TF Hub model copied by hand
+python export_model.py --no-tflite                       # TF Serving only: no model.tflite
 """
 
 import argparse
@@ -26,6 +27,7 @@ from modelexport.options import (
 
 if TYPE_CHECKING:
     from modelexport.export import ExportResult
+    from modelexport.tflite import TfliteCheck
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="replace an existing version")
     parser.add_argument(
         "--seed", type=int, help=f"weight seed for --source random (default {DEFAULT_SEED})"
+    )
+    parser.add_argument(
+        "--no-tflite",
+        action="store_true",
+        help="skip assets.extra/model.tflite, the TensorFlow Lite copy for the gateway's "
+        "embedded backend (for versions served only by TF Serving)",
     )
     return parser
 
@@ -113,6 +121,7 @@ def format_summary(result: "ExportResult") -> str:
         f"  check:     reloaded from disk; uint8 batch {list(check.batch_shape)} "
         f"-> probabilities {list(check.output_shape)}"
     )
+    lines += describe_tflite(result.tflite)
     lines.append(
         f"  assets:    labels.txt ({NUM_CLASSES} labels), export_info.json, "
         f"tf_serving_warmup_requests ({result.warmup_records} request)"
@@ -126,6 +135,17 @@ def format_summary(result: "ExportResult") -> str:
             banner,
         ]
     return "\n".join(lines)
+
+
+def describe_tflite(check: "TfliteCheck | None") -> list[str]:
+    """Describe the TensorFlow Lite copy: file, size and how closely it follows the SavedModel."""
+    if check is None:
+        return ["  tflite:    skipped (--no-tflite)"]
+    return [
+        f"  tflite:    assets.extra/{check.path.name} ({check.size / 1e6:.1f} MB, float32)",
+        f"             uint8 batch {list(check.batch_shape)}: same top-5 as the SavedModel, "
+        f"max abs diff {check.max_abs_diff:.1e}",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             handle=args.handle,
             weights=args.weights,
             seed=DEFAULT_SEED if args.seed is None else args.seed,
+            tflite=not args.no_tflite,
         )
     except ExportError as exc:
         print(f"export_model.py: error: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from gateway import __version__, metrics
 from gateway.accounting import PredictAccounting
 from gateway.backend import Backend
+from gateway.batching import Batcher
 from gateway.limits import UploadSizeLimit
 from gateway.pipeline import Classifier
 from gateway.problems import install_problem_handlers
@@ -31,9 +32,9 @@ def build_backend(settings: Settings) -> Backend:
         from gateway.embedded import EmbeddedBackend  # only loaded when chosen
 
         return EmbeddedBackend(settings)
-    from gateway.tfserving import TFServingRestBackend
+    from gateway.tfserving import TFServingBackend
 
-    return TFServingRestBackend(settings)
+    return TFServingBackend(settings)
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
@@ -47,9 +48,16 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             max_workers=settings.preprocess_threads, thread_name_prefix="preprocess"
         )
         await backend.start()
+        batcher = Batcher(
+            backend,
+            max_size=settings.batch_max_size,
+            timeout_s=settings.batch_timeout_ms / 1000.0,
+            concurrency=settings.batch_concurrency,
+        )
+        batcher.start()
         app.state.settings = settings
         app.state.backend = backend
-        app.state.classifier = Classifier(settings, backend, executor)
+        app.state.classifier = Classifier(settings, backend, batcher, executor)
         watcher = asyncio.create_task(_watch_model(backend, settings.status_poll_seconds))
         logger.info("gateway %s serving with the %s backend", __version__, backend.name)
         try:
@@ -58,6 +66,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            await batcher.close()
             await backend.close()
             executor.shutdown(wait=False, cancel_futures=True)
 

@@ -41,6 +41,9 @@ class Backend(Protocol):
 
     name: str
 
+    def describe(self) -> dict[str, str]:
+        """How this backend runs the model, for / and /model (backend, runtime or transport)."""
+
     async def start(self) -> None:
         """Open connections or begin loading; must return quickly."""
 

@@ -1,47 +1,50 @@
-"""The embedded backend: the newest SavedModel version, run in-process by TensorFlow.
+"""The embedded backend: the newest model version, run in this process.
 
-TensorFlow is imported only when this backend starts, so the gateway image
-(which has no TensorFlow) never pays for it. Loading and warm-up happen off the
-event loop; readiness turns true only once a warm-up inference has run.
+Loading and warm-up happen off the event loop while liveness already answers;
+readiness turns true only once a warm-up inference has run, so the first real
+request is not the slow one.
 """
 
 import asyncio
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from gateway.backend import BatchPrediction, ModelSignature, ModelStatus
 from gateway.errors import BackendError, BackendUnavailable
+from gateway.runtimes import Runtime, load_runtime
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class _LoadedModel:
+class _Loaded:
     signature: ModelSignature
-    function: Any  # the concrete serving function
-    module: Any  # keeps the loaded SavedModel (and its variables) alive
+    runtime: Runtime
 
 
 class EmbeddedBackend:
-    """Runs the model in this process; same API and responses as the TF Serving path."""
+    """Runs the model in-process; same API and responses as the TF Serving path."""
 
     name = "embedded"
 
     def __init__(self, settings: Settings):
-        self._model_dir = settings.model_dir
-        # TensorFlow parallelises each call itself; two workers let one batch
-        # be prepared while another runs.
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="embedded-tf")
-        self._loaded: _LoadedModel | None = None
+        self._settings = settings
+        # One thread per model call that may run at once (the batcher's concurrency).
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.batch_concurrency, thread_name_prefix="embedded-model"
+        )
+        self._loaded: _Loaded | None = None
         self._load_task: asyncio.Task[None] | None = None
         self._load_error = ""
+
+    def describe(self) -> dict[str, str]:
+        runtime = self._loaded.runtime.name if self._loaded else self._settings.embedded_runtime
+        return {"backend": self.name, "runtime": runtime}
 
     async def start(self) -> None:
         self._load_task = asyncio.create_task(self._load())
@@ -70,7 +73,7 @@ class EmbeddedBackend:
             raise BackendUnavailable("The embedded model is not ready yet.")
         loop = asyncio.get_running_loop()
         try:
-            probabilities = await loop.run_in_executor(self._executor, _run, loaded, images)
+            probabilities = await loop.run_in_executor(self._executor, loaded.runtime.run, images)
         except Exception as exc:
             logger.exception("embedded inference failed")
             raise BackendError("The embedded model failed to run this batch.") from exc
@@ -79,59 +82,48 @@ class EmbeddedBackend:
     async def _load(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self._loaded = await loop.run_in_executor(self._executor, load_newest, self._model_dir)
+            self._loaded = await loop.run_in_executor(self._executor, self._load_newest)
         except Exception as exc:
-            self._load_error = f"loading from {self._model_dir.name}/ failed: {exc}"
+            self._load_error = f"loading from {self._settings.model_dir.name}/ failed: {exc}"
             logger.error("embedded backend: %s", self._load_error)
             return
-        logger.info("embedded backend ready: %s", self._loaded.signature)
+        logger.info(
+            "embedded backend ready on %s: %s", self._loaded.runtime.name, self._loaded.signature
+        )
+
+    def _load_newest(self) -> _Loaded:
+        """Load and warm the newest version (blocking; runs in a worker thread)."""
+        settings = self._settings
+        version = newest_version(settings.model_dir)
+        runtime = load_runtime(
+            settings.model_dir / str(version),
+            settings.embedded_runtime,
+            threads=settings.inference_threads,
+            copies=settings.batch_concurrency,
+        )
+        tensors = runtime.tensors
+        width, height = tensors.image_size
+        for batch in (1, settings.batch_max_size):
+            runtime.run(np.zeros((batch, height, width, 3), dtype=np.uint8))
+        signature = ModelSignature(
+            version=version,
+            input_name=tensors.input_name,
+            output_name=tensors.output_name,
+            image_size=tensors.image_size,
+            num_classes=tensors.num_classes,
+        )
+        return _Loaded(signature, runtime)
 
 
 def newest_version(model_dir: Path) -> int:
     """The highest numeric version folder, as TF Serving's `latest` policy picks it."""
-    versions = [int(child.name) for child in _children(model_dir) if child.name.isdigit()]
+    try:
+        children = [child for child in model_dir.iterdir() if child.is_dir()]
+    except OSError as exc:
+        raise FileNotFoundError(f"cannot list {model_dir}: {exc.strerror}") from exc
+    versions = [int(child.name) for child in children if child.name.isdigit()]
     if not versions:
         raise FileNotFoundError(
             f"no numeric version folder under {model_dir}; run `python export_model.py` first"
         )
     return max(versions)
-
-
-def _children(model_dir: Path) -> list[Path]:
-    try:
-        return [child for child in model_dir.iterdir() if child.is_dir()]
-    except OSError as exc:
-        raise FileNotFoundError(f"cannot list {model_dir}: {exc.strerror}") from exc
-
-
-def load_newest(model_dir: Path) -> _LoadedModel:
-    """Load, inspect and warm the newest version (blocking; runs in a worker thread)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # only this backend needs TensorFlow
-
-    version = newest_version(model_dir)
-    module = tf.saved_model.load(str(model_dir / str(version)))
-    function = module.signatures["serving_default"]
-    _, input_specs = function.structured_input_signature
-    ((input_name, input_spec),) = input_specs.items()
-    outputs = function.structured_outputs
-    output_name = "probabilities" if "probabilities" in outputs else next(iter(outputs))
-    if input_spec.dtype != tf.uint8:
-        raise ValueError(f"input {input_name!r} is {input_spec.dtype.name}; expected uint8")
-    _, height, width, _ = input_spec.shape.as_list()
-    signature = ModelSignature(
-        version=version,
-        input_name=input_name,
-        output_name=output_name,
-        image_size=(width, height),
-        num_classes=int(outputs[output_name].shape[-1]),
-    )
-    loaded = _LoadedModel(signature, function, module)
-    _run(loaded, np.zeros((1, height, width, 3), dtype=np.uint8))
-    return loaded
-
-
-def _run(loaded: _LoadedModel, images: np.ndarray) -> np.ndarray:
-    outputs = loaded.function(**{loaded.signature.input_name: images})
-    result: np.ndarray = outputs[loaded.signature.output_name].numpy()
-    return result

@@ -61,6 +61,10 @@ class BackendUnavailable(GatewayError):
     retry_after_seconds = 5
 
 
+class ServableGone(BackendUnavailable):
+    """The model server no longer has the version or model we asked for."""
+
+
 class BackendTimeout(GatewayError):
     status, code, title = 504, "model_timeout", "Model server timed out"
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from gateway import metrics
 from gateway.backend import Backend
+from gateway.batching import Batcher
 from gateway.imaging import prepare_image
 from gateway.model_assets import ModelAssets, load_assets
 from gateway.ranking import Prediction, rank_top_k
@@ -32,9 +33,10 @@ class Classification:
 class Classifier:
     """Turns uploaded bytes into ranked, labelled predictions."""
 
-    def __init__(self, settings: Settings, backend: Backend, executor: Executor):
+    def __init__(self, settings: Settings, backend: Backend, batcher: Batcher, executor: Executor):
         self._settings = settings
         self._backend = backend
+        self._batcher = batcher
         self._executor = executor
 
     async def classify(self, data: bytes, top_k: int) -> Classification:
@@ -50,17 +52,17 @@ class Classifier:
             self._settings.max_image_pixels,
         )
         decoded = time.perf_counter()
-        batch = await self._backend.predict(prepared.pixels[None, ...])
+        probabilities, version = await self._batcher.predict_one(prepared.pixels)
         inferred = time.perf_counter()
         metrics.DECODE_SECONDS.observe(decoded - started)
         metrics.INFERENCE_SECONDS.observe(inferred - decoded)
 
-        assets = load_assets(self._settings.model_dir, batch.version)
+        assets = load_assets(self._settings.model_dir, version)
         return Classification(
-            predictions=rank_top_k(batch.probabilities[0], top_k, assets.labels),
+            predictions=rank_top_k(probabilities, top_k, assets.labels),
             original_size=prepared.original_size,
             image_format=prepared.format,
-            version=batch.version,
+            version=version,
             assets=assets,
             preprocess_ms=(decoded - started) * 1000.0,
             inference_ms=(inferred - decoded) * 1000.0,

@@ -59,7 +59,7 @@ async def index(settings: SettingsDep, backend: BackendDep) -> Response:
         {
             "service": "ml-inference-pipeline gateway",
             "version": __version__,
-            "backend": backend.name,
+            **backend.describe(),
             "model": settings.model_name,
             "endpoints": {
                 "GET /": "this document",
@@ -188,6 +188,7 @@ async def model(settings: SettingsDep, backend: BackendDep) -> Response:
     info = assets.export_info
     body: dict[str, Any] = {
         **_model_summary(settings, status, assets),
+        **backend.describe(),
         "signature": {
             "name": signature.signature_name,
             "inputs": {

@@ -26,10 +26,26 @@ class Settings(BaseSettings):
     model_name: str = Field(default="mobilenet", pattern=r"^[A-Za-z0-9_.-]+$")
     model_base_path: Path = Path("models")
 
+    # gRPC sends pixels as one binary tensor; REST as JSON integers (see README, Performance).
+    tf_serving_transport: Literal["grpc", "rest"] = "grpc"
+    # host:port of TF Serving's gRPC API; empty = TF_SERVING_URL's host on port 8500.
+    tf_serving_grpc_target: str = ""
     tf_serving_timeout_seconds: PositiveFloat = 10.0
     tf_serving_connect_timeout_seconds: PositiveFloat = 2.0
     tf_serving_max_connections: PositiveInt = 64
     status_poll_seconds: PositiveFloat = 2.0
+
+    # Concurrent requests coalesce into one model call: at most this many images,
+    # waiting at most BATCH_TIMEOUT_MS for more once the first has arrived.
+    batch_max_size: PositiveInt = 16
+    batch_timeout_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
+    # Model calls in flight at once: one forms while another runs.
+    batch_concurrency: PositiveInt = 2
+
+    # Embedded backend: TensorFlow Lite (XNNPACK) when the version carries
+    # assets.extra/model.tflite, else TensorFlow; or force one.
+    embedded_runtime: Literal["auto", "tflite", "tensorflow"] = "auto"
+    inference_threads: PositiveInt = Field(default_factory=lambda: os.cpu_count() or 1)
 
     default_top_k: PositiveInt = 5
     max_upload_bytes: PositiveInt = 10 * 1024 * 1024
@@ -72,6 +88,14 @@ class Settings(BaseSettings):
         """The model's status URL: the predict URL without `:predict`."""
         parts = urlsplit(self.tf_serving_url)
         return urlunsplit((parts.scheme, parts.netloc, parts.path.removesuffix(":predict"), "", ""))
+
+    @property
+    def grpc_target(self) -> str:
+        """Where the gRPC transport connects: the setting, or the REST host on port 8500."""
+        if self.tf_serving_grpc_target:
+            return self.tf_serving_grpc_target
+        host = urlsplit(self.tf_serving_url).hostname or "localhost"
+        return f"[{host}]:8500" if ":" in host else f"{host}:8500"
 
     @property
     def model_dir(self) -> Path:

@@ -1,73 +1,99 @@
-"""Where the TF Serving client is: REST, one pooled connection set, errors mapped at the boundary.
+"""Where the TF Serving client is: status and metadata over REST, predict over gRPC or REST.
 
 Protocol facts come from ../shared/reference/tf-serving-api.md (section 1):
 status is `GET /v1/models/NAME` and answers 200 even when nothing is
-AVAILABLE; metadata is `GET .../versions/N/metadata`; errors are
-`{"error": "..."}`. Pixels travel as uint8 integers in the columnar
-`inputs` form, encoded straight from the numpy buffer by orjson.
+AVAILABLE; metadata is `GET .../versions/N/metadata` (the reference advises
+REST for metadata even when predicting over gRPC).
 """
 
 import asyncio
-import json
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
-import orjson
 
 from gateway.backend import BatchPrediction, ModelSignature, ModelStatus
-from gateway.errors import BackendError, BackendTimeout, BackendUnavailable
+from gateway.errors import BackendUnavailable, ServableGone
 from gateway.settings import Settings
+from gateway.tfserving_rest import RestPredictor, error_message
 
 logger = logging.getLogger(__name__)
 
 _SIGNATURE_NAME = "serving_default"
 
 
-class TFServingRestBackend:
-    """Talks to TF Serving's REST API with one pooled async client."""
+class Predictor(Protocol):
+    """One way of sending a batch to TF Serving's Predict."""
+
+    transport: str
+
+    async def predict(self, images: np.ndarray, signature: ModelSignature) -> np.ndarray: ...
+
+    def problem(self) -> str:
+        """Why this transport cannot carry predictions right now, or ''."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class TFServingBackend:
+    """TF Serving seen through one pooled HTTP client (and, for gRPC, one channel)."""
 
     name = "tfserving"
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
-        self._predict_url = settings.tf_serving_url
+        self._settings = settings
         self._model_url = settings.tf_serving_model_url
-        self._timeout = httpx.Timeout(
-            settings.tf_serving_timeout_seconds,
-            connect=settings.tf_serving_connect_timeout_seconds,
-        )
         limits = httpx.Limits(
             max_connections=settings.tf_serving_max_connections,
             max_keepalive_connections=settings.tf_serving_max_connections,
         )
+        timeout = httpx.Timeout(
+            settings.tf_serving_timeout_seconds,
+            connect=settings.tf_serving_connect_timeout_seconds,
+        )
         # retries=1 re-attempts only failed connection attempts: nothing was sent yet.
-        self._transport = transport or httpx.AsyncHTTPTransport(limits=limits, retries=1)
-        self._client: httpx.AsyncClient | None = None
+        self._client = httpx.AsyncClient(
+            transport=transport or httpx.AsyncHTTPTransport(limits=limits, retries=1),
+            timeout=timeout,
+        )
+        self._predictor: Predictor | None = None
         self._signature: ModelSignature | None = None
         self._metadata_lock = asyncio.Lock()
 
+    def describe(self) -> dict[str, str]:
+        return {"backend": self.name, "transport": self._settings.tf_serving_transport}
+
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(transport=self._transport, timeout=self._timeout)
+        self._predictor = self._make_predictor()
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        if self._predictor is not None:
+            await self._predictor.close()
+        await self._client.aclose()
 
     async def status(self) -> ModelStatus:
         """Ask TF Serving for the model's versions; learn the signature of a new one."""
         try:
-            response = await self._http.get(self._model_url)
+            response = await self._client.get(self._model_url)
         except httpx.HTTPError as exc:
-            return ModelStatus(False, "UNREACHABLE", detail=_describe_transport_error(exc))
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            detail = (
+                "TF Serving did not answer in time" if timed_out else "TF Serving is not reachable"
+            )
+            return ModelStatus(False, "UNREACHABLE", detail=detail)
         if response.status_code != 200:
-            return ModelStatus(False, "NOT_FOUND", detail=_error_message(response))
+            return ModelStatus(False, "NOT_FOUND", detail=error_message(response))
         status = _parse_status(response)
         if status.ready and status.version is not None:
             problem = await self._learn_signature(status.version)
             if problem:
                 detail = f"version {status.version} cannot be served by this gateway: {problem}"
                 return ModelStatus(False, status.state, status.version, detail)
+            transport_problem = self._predictor.problem() if self._predictor else ""
+            if transport_problem:
+                return ModelStatus(False, "UNREACHABLE", status.version, transport_problem)
         return status
 
     async def signature(self) -> ModelSignature:
@@ -79,55 +105,30 @@ class TFServingRestBackend:
 
     async def predict(self, images: np.ndarray) -> BatchPrediction:
         signature = await self.signature()
-        body = orjson.dumps(
-            {
-                "signature_name": signature.signature_name,
-                "inputs": {signature.input_name: np.ascontiguousarray(images, dtype=np.uint8)},
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
-        response = await self._post(body)
-        if response.status_code != 200:
-            raise self._translate_status(response)
-        probabilities = _parse_outputs(response, signature, expected_rows=images.shape[0])
-        return BatchPrediction(probabilities, signature.version)
-
-    @property
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError("TFServingRestBackend.start() was not awaited")
-        return self._client
-
-    async def _post(self, body: bytes) -> httpx.Response:
+        if self._predictor is None:
+            raise RuntimeError("TFServingBackend.start() was not awaited")
         try:
-            return await self._http.post(
-                self._predict_url, content=body, headers={"Content-Type": "application/json"}
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise BackendUnavailable("TF Serving is not reachable; try again shortly.") from exc
-        except httpx.PoolTimeout as exc:
-            raise BackendUnavailable("All connections to TF Serving are busy.") from exc
-        except httpx.TimeoutException as exc:
-            raise BackendTimeout(
-                f"TF Serving did not answer within {self._timeout.read:g} s."
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise BackendError(
-                f"The connection to TF Serving failed mid-request ({type(exc).__name__})."
-            ) from exc
-
-    def _translate_status(self, response: httpx.Response) -> Exception:
-        message = _error_message(response)
-        code = response.status_code
-        if code == 404:
+            probabilities = await self._predictor.predict(images, signature)
+        except ServableGone:
             # The version we knew was unloaded: learn the new one on the next call.
             self._signature = None
-            return BackendUnavailable(f"TF Serving has no servable version: {message}")
-        if code in (429, 503):
-            return BackendUnavailable(f"TF Serving is overloaded or unavailable: {message}")
-        if code == 504:
-            return BackendTimeout(f"TF Serving timed out: {message}")
-        return BackendError(f"TF Serving answered {code}: {message}")
+            raise
+        return BatchPrediction(probabilities, signature.version)
+
+    def _make_predictor(self) -> Predictor:
+        settings = self._settings
+        if settings.tf_serving_transport == "grpc":
+            from gateway.tfserving_grpc import GrpcPredictor  # grpcio loads only when used
+
+            return GrpcPredictor(
+                settings.grpc_target,
+                settings.model_name,
+                settings.tf_serving_timeout_seconds,
+                reconnect_seconds=settings.tf_serving_connect_timeout_seconds,
+            )
+        return RestPredictor(
+            self._client, settings.tf_serving_url, settings.tf_serving_timeout_seconds
+        )
 
     async def _learn_signature(self, version: int) -> str:
         """Fetch and check a new version's signature; return why it is unusable, or ''."""
@@ -138,7 +139,7 @@ class TFServingRestBackend:
                 return ""
             url = f"{self._model_url}/versions/{version}/metadata"
             try:
-                response = await self._http.get(url)
+                response = await self._client.get(url)
                 response.raise_for_status()
                 self._signature = parse_signature(response.json(), version)
             except (httpx.HTTPError, ValueError, KeyError) as exc:
@@ -185,43 +186,3 @@ def _parse_status(response: httpx.Response) -> ModelStatus:
         return ModelStatus(False, "UNKNOWN", detail="TF Serving lists no version")
     version, state = max(versions)
     return ModelStatus(False, state, version, f"version {version} is {state}")
-
-
-def _parse_outputs(
-    response: httpx.Response, signature: ModelSignature, expected_rows: int
-) -> np.ndarray:
-    try:
-        outputs = _loads(response.content)["outputs"]
-        if isinstance(outputs, dict):
-            outputs = outputs[signature.output_name]
-        probabilities = np.asarray(outputs, dtype=np.float32)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BackendError("TF Serving sent a response the gateway cannot read.") from exc
-    if probabilities.shape != (expected_rows, signature.num_classes):
-        raise BackendError(
-            f"TF Serving returned shape {list(probabilities.shape)}, "
-            f"expected [{expected_rows}, {signature.num_classes}]."
-        )
-    return probabilities
-
-
-def _loads(content: bytes) -> Any:
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        # TF Serving writes NaN and Infinity as bare tokens, which orjson refuses.
-        return json.loads(content)
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        message = response.json()["error"]
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}"
-    return str(message).strip()[:500]
-
-
-def _describe_transport_error(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "TF Serving did not answer the status request in time"
-    return "TF Serving is not reachable"

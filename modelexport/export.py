@@ -17,6 +17,7 @@ from modelexport.labels import write_labels
 from modelexport.options import DEFAULT_MODEL_DIR, DEFAULT_SEED, SourceName
 from modelexport.serving import save_serving_model
 from modelexport.sources import build_network
+from modelexport.tflite import TFLITE_FILENAME, TfliteCheck, write_tflite
 from modelexport.verify import Verification, verify_saved_model
 from modelexport.warmup import write_warmup_requests
 from modelexport.writer import check_version_free, next_version, staged_version
@@ -26,7 +27,7 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 @dataclass(frozen=True)
 class ExportResult:
-    """A published version: where it is, what it holds, and what the reload check saw."""
+    """A published version: where it is, what it holds, and what its checks saw."""
 
     path: Path
     version: int
@@ -34,6 +35,7 @@ class ExportResult:
     info: dict[str, object]
     verification: Verification
     warmup_records: int
+    tflite: TfliteCheck | None
 
 
 def export_version(
@@ -46,8 +48,13 @@ def export_version(
     handle: str | None = None,
     weights: Path | None = None,
     seed: int = DEFAULT_SEED,
+    tflite: bool = True,
 ) -> ExportResult:
-    """Write model_dir/model_name/<version> (default: the next free number) and verify it."""
+    """Write model_dir/model_name/<version> (default: the next free number) and verify it.
+
+    With tflite (the default) the version also carries assets.extra/model.tflite, checked
+    against the SavedModel before the version is published.
+    """
     if not MODEL_NAME.fullmatch(model_name):
         raise ExportError(f"model name {model_name!r} must be letters, digits, '_', '.' or '-'")
     model_root = model_dir / model_name
@@ -61,9 +68,14 @@ def export_version(
         verification = verify_saved_model(staging)
         extra = staging / ASSETS_EXTRA
         extra.mkdir()
+        tflite_check = write_tflite(staging, extra / TFLITE_FILENAME) if tflite else None
         write_labels(extra / LABELS_FILENAME)
         info = build_export_info(
-            model_name=model_name, version=version, network=network, verification=verification
+            model_name=model_name,
+            version=version,
+            network=network,
+            verification=verification,
+            tflite=tflite_check,
         )
         write_export_info(extra / INFO_FILENAME, info)
         records = write_warmup_requests(extra / WARMUP_FILENAME, model_name)
@@ -74,4 +86,5 @@ def export_version(
         info=info,
         verification=verification,
         warmup_records=records,
+        tflite=tflite_check,
     )

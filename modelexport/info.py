@@ -9,6 +9,7 @@ import tensorflow as tf
 from modelexport.contract import SIGNATURE_NAME
 from modelexport.labels import LABELS_PROVENANCE
 from modelexport.sources import Network
+from modelexport.tflite import TfliteCheck
 from modelexport.verify import Verification
 
 
@@ -18,6 +19,7 @@ def build_export_info(
     version: int,
     network: Network,
     verification: Verification,
+    tflite: TfliteCheck | None,
     exported_at: datetime | None = None,
 ) -> dict[str, object]:
     """Return the export_info.json fields in the order docs/model-contract.md lists them."""
@@ -34,6 +36,7 @@ def build_export_info(
         "inputs": {name: t.to_json() for name, t in verification.inputs.items()},
         "outputs": {name: t.to_json() for name, t in verification.outputs.items()},
         "labels_provenance": LABELS_PROVENANCE,
+        "tflite": None if tflite is None else tflite.to_json(),
     }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import ROOT, Process, answers, child_env, gateway, tfserving_double
+from processes import ROOT, Process, answers, child_env, gateway, gateway_for, tfserving_double
 
 CAT_JPEG = ROOT / "test" / "cat.jpg"
 
@@ -43,12 +43,18 @@ def double(model_root: Path, logs: Path) -> Iterator[Process]:
 
 @pytest.fixture(scope="session")
 def tfserving_gateway(double: Process, model_root: Path, logs: Path) -> Iterator[Process]:
-    """The gateway in TF Serving mode, talking to the double."""
-    process = gateway(
-        logs / "gateway-tfserving.log",
-        INFERENCE_BACKEND="tfserving",
-        TF_SERVING_URL=f"{double.url}/v1/models/mobilenet:predict",
-        MODEL_BASE_PATH=str(model_root),
+    """The gateway in TF Serving mode, predicting over gRPC (the default transport)."""
+    process = gateway_for(double, model_root, logs / "gateway-tfserving.log")
+    process.ready = answers(f"{process.url}/health", 200)
+    yield process.start()
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def tfserving_rest_gateway(double: Process, model_root: Path, logs: Path) -> Iterator[Process]:
+    """The gateway in TF Serving mode, predicting over REST."""
+    process = gateway_for(
+        double, model_root, logs / "gateway-tfserving-rest.log", TF_SERVING_TRANSPORT="rest"
     )
     process.ready = answers(f"{process.url}/health", 200)
     yield process.start()
@@ -68,9 +74,9 @@ def embedded_gateway(model_root: Path, logs: Path) -> Iterator[Process]:
     process.stop()
 
 
-@pytest.fixture(params=["tfserving", "embedded"])
+@pytest.fixture(params=["tfserving", "tfserving_rest", "embedded"])
 def any_gateway(request: pytest.FixtureRequest) -> Process:
-    """Each test using this runs once per backend: the API must not depend on it."""
+    """Each test using this runs once per backend and transport: the API must not depend on it."""
     process: Process = request.getfixturevalue(f"{request.param}_gateway")
     return process
 

@@ -14,6 +14,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DIR = ROOT / "test"
+MODEL_NAME = "mobilenet"
 
 
 def free_port() -> int:
@@ -34,6 +35,7 @@ class Process:
     ready: Callable[[], bool]
     url: str = ""
     control_url: str = ""
+    grpc_target: str = ""
     cwd: Path = ROOT
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
@@ -91,12 +93,14 @@ def child_env(**overrides: str) -> dict[str, str]:
 def tfserving_double(model_base_path: Path, log_path: Path, **flags: str) -> Process:
     """The TF Serving test double over `model_base_path` (…/models/<name>)."""
     rest_port = free_port()
+    grpc_port = free_port()
     control_port = free_port()
     args = [
         sys.executable,
         "-m",
         "tfserving_double",
         f"--rest_api_port={rest_port}",
+        f"--port={grpc_port}",
         f"--model_name={model_base_path.name}",
         f"--model_base_path={model_base_path}",
         f"--control_port={control_port}",
@@ -110,6 +114,19 @@ def tfserving_double(model_base_path: Path, log_path: Path, **flags: str) -> Pro
         ready=answers(f"{url}/v1/models/{model_base_path.name}", 200),
         url=url,
         control_url=f"http://127.0.0.1:{control_port}",
+        grpc_target=f"127.0.0.1:{grpc_port}",
+    )
+
+
+def gateway_for(double: Process, model_root: Path, log_path: Path, **env: str) -> Process:
+    """A gateway in TF Serving mode pointed at `double` (gRPC predict unless `env` says REST)."""
+    return gateway(
+        log_path,
+        INFERENCE_BACKEND="tfserving",
+        TF_SERVING_URL=f"{double.url}/v1/models/{MODEL_NAME}:predict",
+        TF_SERVING_GRPC_TARGET=double.grpc_target,
+        MODEL_BASE_PATH=str(model_root),
+        **env,
     )
 
 

@@ -51,6 +51,7 @@ def test_it_serves_predictions_through_tf_serving(
         logs / "gateway-only-venv.log",
         python=gateway_only_python,
         TF_SERVING_URL=f"{double.url}/v1/models/mobilenet:predict",
+        TF_SERVING_GRPC_TARGET=double.grpc_target,
         MODEL_BASE_PATH=str(model_root),
     )
     process.ready = answers(f"{process.url}/health", 200)

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable
 from gateway.settings import Settings
-from gateway.tfserving import TFServingRestBackend, parse_signature
+from gateway.tfserving import TFServingBackend, parse_signature
 
 MODEL_URL = "http://tfs:8501/v1/models/mobilenet"
 
@@ -65,8 +65,9 @@ def tf_serving(
 
 def run(handler: Handler, images: np.ndarray | None = None) -> object:
     async def scenario() -> object:
-        backend = TFServingRestBackend(
-            Settings(tf_serving_url=f"{MODEL_URL}:predict"), transport=httpx.MockTransport(handler)
+        backend = TFServingBackend(
+            Settings(tf_serving_url=f"{MODEL_URL}:predict", tf_serving_transport="rest"),
+            transport=httpx.MockTransport(handler),
         )
         await backend.start()
         try:

@@ -7,12 +7,20 @@ AVAILABLE; with no version directory it waits for one; a failed initial load
 ends the process with "Failed to start server."). Reference:
 /work/shared/reference/tf-serving-api.md, sections 4 and 5 ("Startup").
 
+Then, as in server.cc `BuildAndStart`, the gRPC server starts on `--port`
+(grpc_server.py), then REST on `--rest_api_port`; a REST port equal to the
+gRPC port is skipped with TF Serving's log line. A gRPC port that cannot be
+bound fails the start-up ("Failed to BuildAndStart gRPC server").
+
 Differences: `--rest_api_port=0` (the binary's default, "REST off") picks a free
-port here, printed in the ready line, because REST is all the double serves;
-`--port` (gRPC) is accepted but nothing listens on it. When ready, one line goes
-to stdout:
+port here, printed in the ready line, because the tests need REST; `--port`
+defaults to 0 and 0 keeps gRPC off (TF Serving: 8500; see flags.py). When
+ready, one line goes to stdout, naming the ports that are open:
     tfserving_double: REST on 127.0.0.1:PORT serving NAME versions [N]
-Logs go to stderr. SIGTERM or SIGINT stops the process with exit status 0.
+    tfserving_double: REST on 127.0.0.1:PORT and gRPC on 127.0.0.1:PORT serving NAME versions [N]
+(the REST port is followed by a space, so parsers that read the first word
+after "REST on 127.0.0.1:" keep working). Logs go to stderr. SIGTERM or SIGINT
+stops the process with exit status 0; gRPC calls in flight get a second to end.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ log = logging.getLogger("tfserving_double")
 
 USAGE = (
     "usage: python -m tfserving_double --model_name=NAME --model_base_path=/abs/path "
-    "[--rest_api_port=8501] [--rest_api_timeout_in_ms=30000] "
+    "[--rest_api_port=8501] [--port=8500] [--rest_api_timeout_in_ms=30000] "
     "[--file_system_poll_wait_seconds=1] [--control_port=0] (TF Serving's flag names)"
 )
 
@@ -80,14 +88,14 @@ def _check_flags(flags: Flags) -> str | None:
         log.warning("--enable_batching: the double does not batch; each request runs on its own")
     if flags.monitoring_config_file:
         log.warning("--monitoring_config_file: the double serves no Prometheus metrics")
-    if flags.port:
-        log.info("gRPC (--port=%d) is not served by the double; REST only", flags.port)
     return None
 
 
 def _serve(flags: Flags) -> int:
     # Imported here so TF_CPP_MIN_LOG_LEVEL is set before TensorFlow loads.
     from .faults import ControlApi, FaultControl
+    from .grpc_server import GrpcServer
+    from .grpc_service import GrpcApi
     from .httpd import HttpServer
     from .registry import ModelRegistry, StartupError
     from .rest import RestApi
@@ -138,6 +146,21 @@ def _serve(flags: Flags) -> int:
         return 1
 
     control = FaultControl()
+    grpc_server = None
+    if flags.port:
+        grpc_api = GrpcApi(registry, control, flags.enable_serialization_as_tensor_content)
+        try:
+            grpc_server = GrpcServer(flags.port, grpc_api, max(1, flags.grpc_max_threads))
+        except RuntimeError as exc:
+            log.error("%s", exc)
+            log.error(
+                "Failed to start server. Error: INVALID_ARGUMENT: Failed to BuildAndStart "
+                "gRPC server"
+            )
+            registry.stop()
+            return 1
+        grpc_server.start()
+        log.info("Running gRPC ModelServer at 127.0.0.1:%d ...", grpc_server.port)
     executor = ThreadPoolExecutor(max(1, flags.rest_api_num_threads), thread_name_prefix="predict")
     api = RestApi(
         registry,
@@ -146,20 +169,32 @@ def _serve(flags: Flags) -> int:
         flags.rest_api_timeout_in_ms,
         cors=flags.rest_api_enable_cors_support,
     )
-    servers = [HttpServer(flags.rest_api_port, api, "rest")]
+    listening = []
+    servers = []
+    if grpc_server is not None and flags.rest_api_port == flags.port:
+        log.error(
+            "server_options.http_port cannot be same as grpc_port. Please use a different "
+            "port for HTTP/REST API. Skipped exporting HTTP/REST API."
+        )
+    else:
+        servers.append(HttpServer(flags.rest_api_port, api, "rest"))
+        listening.append(f"REST on 127.0.0.1:{servers[0].port}")
+    if grpc_server is not None:
+        listening.append(f"gRPC on 127.0.0.1:{grpc_server.port}")
     if flags.control_port:
         servers.append(HttpServer(flags.control_port, ControlApi(control), "control"))
+        log.info("Fault control on 127.0.0.1:%d", servers[-1].port)
     for server in servers:
         server.start()
-    if flags.control_port:
-        log.info("Fault control on 127.0.0.1:%d", servers[1].port)
     print(
-        f"tfserving_double: REST on 127.0.0.1:{servers[0].port} serving {flags.model_name} "
+        f"tfserving_double: {' and '.join(listening)} serving {flags.model_name} "
         f"versions {registry.available_versions()}",
         flush=True,
     )
     while not stop.wait(0.5):
         pass
+    if grpc_server is not None:
+        grpc_server.stop()
     for server in servers:
         server.stop()
     registry.stop()

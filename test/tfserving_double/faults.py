@@ -7,16 +7,23 @@ faithful. Routes on the control port (JSON in and out):
 - `GET /faults`, `PUT /faults`, `DELETE /faults`: read, replace, clear the faults
   `{"delay_ms": int, "error": {"status": int, "message": str} | null,
   "reset_connections": bool}`. Keys left out of a PUT take their defaults.
-  They apply to every predict call that reaches the double (a URL matching the
-  predict route): `reset_connections` drops the connection with a TCP reset
-  without answering; else `error` answers that status with `{"error": message}`;
-  else `delay_ms` is slept before the model runs. The delay counts against
-  `--rest_api_timeout_in_ms`, like a slow model would (504 past it).
+  They apply to every predict call that reaches the double, REST (a URL
+  matching the predict route) or gRPC (PredictionService/Predict):
+  - `reset_connections`: REST drops the connection with a TCP reset without
+    answering. gRPC answers UNAVAILABLE "Connection reset by peer" instead: a
+    gRPC Python server cannot drop the one HTTP/2 stream's TCP connection, and
+    UNAVAILABLE is what a gRPC client reports when its connection is reset.
+  - else `error`: REST answers that status with `{"error": message}`; gRPC
+    answers the tensorflow.error.Code that TF Serving maps to that status
+    (errors.HTTP_STATUS read backwards, see `Faults.error_code`) with the message.
+  - else `delay_ms` is slept before the model runs. It counts against
+    `--rest_api_timeout_in_ms` on REST (504 past it) and against the client's
+    deadline on gRPC (DEADLINE_EXCEEDED past it), like a slow model would.
 - `GET /stats` -> `{"predict_requests": n, "predict_examples": n}`;
-  `DELETE /stats` zeroes them. Every predict call counts as a request, faulted
-  ones included; examples (the batch size) are counted once the request's
-  tensors are parsed, so calls answered by an `error` or `reset` fault, or
-  rejected before parsing, add none.
+  `DELETE /stats` zeroes them. REST and gRPC calls share the counters. Every
+  predict call counts as a request, faulted ones included; examples (the batch
+  size) are counted once the request's tensors are parsed, so calls answered by
+  an `error` or `reset` fault, or rejected before parsing, add none.
 """
 
 from __future__ import annotations
@@ -30,6 +37,21 @@ import orjson
 from .httpd import Response
 
 _FAULT_KEYS = {"delay_ms", "error", "reset_connections"}
+# errors.HTTP_STATUS read backwards; where several codes share a status, the
+# general one: 400 INVALID_ARGUMENT, 409 ABORTED, 500 INTERNAL.
+_ERROR_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +62,11 @@ class Faults:
     error_status: int | None = None
     error_message: str = ""
     reset_connections: bool = False
+
+    @property
+    def error_code(self) -> str:
+        """The tensorflow.error.Code name for the `error` fault's HTTP status (UNKNOWN if none)."""
+        return _ERROR_CODES.get(self.error_status or 0, "UNKNOWN")
 
     def to_json(self) -> dict[str, Any]:
         """Render in the PUT /faults format."""

@@ -11,6 +11,15 @@ Defaults are TFS/model_servers/server.h `Options`. Reference:
 `--control_port` is the double's own flag (fault injection, see faults.py).
 Flags in `_ACCEPTED` are known to TF Serving and accepted, but change nothing
 in the double.
+
+Deviations from TF Serving's defaults:
+- `--port` (gRPC) defaults to 0, gRPC off; TF Serving's default is 8500. Tests
+  start several doubles at once and pass `--port=N` explicitly when they want
+  gRPC, so none of them races for 8500. `--port=0` keeps gRPC off (in TF
+  Serving it needs `--grpc_socket_path` instead).
+- `--grpc_max_threads` defaults to max(16, 4 x CPUs), not 4 x CPUs: each
+  in-flight Python gRPC call holds a thread, and on a 2-core machine 8 threads
+  would queue a 16-client benchmark inside the double.
 """
 
 from __future__ import annotations
@@ -22,7 +31,6 @@ from dataclasses import dataclass
 _ACCEPTED: dict[str, type] = {
     "grpc_socket_path": str,
     "grpc_channel_arguments": str,
-    "grpc_max_threads": int,
     "enable_per_model_batching_parameters": bool,
     "allow_version_labels_for_unavailable_models": bool,
     "num_load_threads": int,
@@ -42,7 +50,6 @@ _ACCEPTED: dict[str, type] = {
     "xla_cpu_compilation_enabled": bool,
     "enable_profiler": bool,
     "enable_grpc_healthcheck_service": bool,
-    "enable_serialization_as_tensor_content": bool,
     "use_alts_credentials": bool,
     "thread_pool_factory_config_file": str,
     "mixed_precision": str,
@@ -52,9 +59,11 @@ _ACCEPTED: dict[str, type] = {
 
 @dataclass
 class Flags:
-    """The flags the double acts on, with TF Serving's defaults."""
+    """The flags the double acts on, with TF Serving's defaults (deviations above)."""
 
-    port: int = 8500
+    port: int = 0
+    grpc_max_threads: int = max(16, 4 * (os.cpu_count() or 1))
+    enable_serialization_as_tensor_content: bool = False
     rest_api_port: int = 0
     rest_api_num_threads: int = 4 * (os.cpu_count() or 1)
     rest_api_timeout_in_ms: int = 30000

@@ -1,0 +1,107 @@
+"""Predict over TF Serving's gRPC API: pixels as one binary TensorProto.
+
+`/tensorflow.serving.PredictionService/Predict` (tf-serving-api.md section 3)
+carries the uint8 batch as `tensor_content`, 150 KB an image instead of about
+600 KB of JSON, and neither side parses text. Messages are encoded by
+`tensor_proto`, so the gateway needs grpcio but not TensorFlow.
+"""
+
+import time
+
+import grpc
+import numpy as np
+
+from gateway.backend import ModelSignature
+from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, ServableGone
+from gateway.tensor_proto import decode_predict_response, decode_tensor, encode_predict_request
+from gateway.tfserving_rest import check_shape
+
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+# TF Serving accepts messages up to INT32_MAX; grpc-python's default receive cap is 4 MB.
+_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    # Reconnect quickly after TF Serving restarts instead of backing off for minutes.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+class GrpcPredictor:
+    """One HTTP/2 channel to TF Serving's gRPC port, multiplexing every request."""
+
+    transport = "grpc"
+
+    def __init__(
+        self, target: str, model_name: str, timeout_seconds: float, reconnect_seconds: float
+    ):
+        self._model_name = model_name
+        self._timeout_seconds = timeout_seconds
+        self._reconnect_seconds = reconnect_seconds
+        self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        # No serializers: requests and responses travel as the bytes tensor_proto makes.
+        self._predict = self._channel.unary_unary(PREDICT_METHOD)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    def problem(self) -> str:
+        """Why predictions cannot go through right now, or ''; also nudges a reconnect."""
+        state = self._channel.get_state(try_to_connect=True)
+        if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
+            return "TF Serving's gRPC port is not reachable"
+        return ""
+
+    async def predict(self, images: np.ndarray, signature: ModelSignature) -> np.ndarray:
+        request = encode_predict_request(
+            self._model_name,
+            signature.signature_name,
+            {signature.input_name: np.ascontiguousarray(images, dtype=np.uint8)},
+        )
+        try:
+            reply = await self._call(request)
+        except grpc.aio.AioRpcError as exc:
+            raise translate_rpc_error(exc, self._timeout_seconds) from exc
+        try:
+            response = decode_predict_response(reply)
+            probabilities = decode_tensor(response.outputs[signature.output_name])
+        except (ValueError, KeyError) as exc:
+            raise BackendError("TF Serving sent a response the gateway cannot read.") from exc
+        return check_shape(probabilities, signature, images.shape[0])
+
+    async def _call(self, request: bytes) -> bytes:
+        started = time.monotonic()
+        try:
+            reply: bytes = await self._predict(request, timeout=self._timeout_seconds)
+            return reply
+        except grpc.aio.AioRpcError as exc:
+            remaining = self._timeout_seconds - (time.monotonic() - started)
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or remaining <= 0:
+                raise
+        # Predict is idempotent, so one retry is safe. After TF Serving restarts,
+        # the channel may still be backing off: wait (briefly) for it to connect.
+        try:
+            reply = await self._predict(
+                request, timeout=min(remaining, self._reconnect_seconds), wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            connected = self._channel.get_state() == grpc.ChannelConnectivity.READY
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not connected:
+                raise BackendUnavailable("TF Serving is not reachable; try again shortly.") from exc
+            raise
+        return reply
+
+
+def translate_rpc_error(exc: grpc.aio.AioRpcError, timeout_seconds: float) -> Exception:
+    """gRPC status codes (TF's error codes, passed through) to the gateway's errors."""
+    code, details = exc.code(), (exc.details() or "").strip()[:500]
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return BackendTimeout(f"TF Serving did not answer within {timeout_seconds:g} s.")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return ServableGone(f"TF Serving has no servable version: {details}")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return BackendUnavailable("TF Serving is not reachable or unavailable; try again shortly.")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return BackendUnavailable(f"TF Serving is overloaded: {details}")
+    return BackendError(f"TF Serving answered {code.name}: {details}")

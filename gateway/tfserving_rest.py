@@ -1,0 +1,115 @@
+"""Predict over TF Serving's REST API: uint8 pixels as JSON integers in the columnar form.
+
+tf-serving-api.md section 1: `POST .../v1/models/NAME:predict` with
+`{"signature_name", "inputs": {name: nested list}}` answers `{"outputs": ...}`
+or `{"error": "..."}`. orjson encodes the numpy buffer directly.
+"""
+
+import json
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+from gateway.backend import ModelSignature
+from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, ServableGone
+
+
+class RestPredictor:
+    """Sends batches to the predict URL through the backend's pooled HTTP client."""
+
+    transport = "rest"
+
+    def __init__(self, client: httpx.AsyncClient, predict_url: str, timeout_seconds: float):
+        self._client = client
+        self._url = predict_url
+        self._timeout_seconds = timeout_seconds
+
+    async def close(self) -> None:
+        """The HTTP client belongs to the backend, which closes it."""
+
+    def problem(self) -> str:
+        """Status and predict share the REST port: if status answered, so can predict."""
+        return ""
+
+    async def predict(self, images: np.ndarray, signature: ModelSignature) -> np.ndarray:
+        body = orjson.dumps(
+            {
+                "signature_name": signature.signature_name,
+                "inputs": {signature.input_name: np.ascontiguousarray(images, dtype=np.uint8)},
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+        response = await self._post(body)
+        if response.status_code != 200:
+            raise translate_status(response.status_code, error_message(response))
+        return parse_outputs(response.content, signature, expected_rows=images.shape[0])
+
+    async def _post(self, body: bytes) -> httpx.Response:
+        try:
+            return await self._client.post(
+                self._url, content=body, headers={"Content-Type": "application/json"}
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise BackendUnavailable("TF Serving is not reachable; try again shortly.") from exc
+        except httpx.PoolTimeout as exc:
+            raise BackendUnavailable("All connections to TF Serving are busy.") from exc
+        except httpx.TimeoutException as exc:
+            raise BackendTimeout(
+                f"TF Serving did not answer within {self._timeout_seconds:g} s."
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"The connection to TF Serving failed mid-request ({type(exc).__name__})."
+            ) from exc
+
+
+def translate_status(code: int, message: str) -> Exception:
+    """TF Serving's HTTP status (its error-code table, section 1) to the gateway's error."""
+    if code == 404:
+        return ServableGone(f"TF Serving has no servable version: {message}")
+    if code in (429, 503):
+        return BackendUnavailable(f"TF Serving is overloaded or unavailable: {message}")
+    if code == 504:
+        return BackendTimeout(f"TF Serving timed out: {message}")
+    return BackendError(f"TF Serving answered {code}: {message}")
+
+
+def parse_outputs(content: bytes, signature: ModelSignature, expected_rows: int) -> np.ndarray:
+    """The output tensor from a columnar predict response, checked against the signature."""
+    try:
+        outputs = _loads(content)["outputs"]
+        if isinstance(outputs, dict):
+            outputs = outputs[signature.output_name]
+        probabilities = np.asarray(outputs, dtype=np.float32)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BackendError("TF Serving sent a response the gateway cannot read.") from exc
+    return check_shape(probabilities, signature, expected_rows)
+
+
+def check_shape(probabilities: np.ndarray, signature: ModelSignature, rows: int) -> np.ndarray:
+    """Refuse an output whose shape is not [rows, num_classes]."""
+    if probabilities.shape != (rows, signature.num_classes):
+        raise BackendError(
+            f"TF Serving returned shape {list(probabilities.shape)}, "
+            f"expected [{rows}, {signature.num_classes}]."
+        )
+    return probabilities
+
+
+def _loads(content: bytes) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        # TF Serving writes NaN and Infinity as bare tokens, which orjson refuses.
+        return json.loads(content)
+
+
+def error_message(response: httpx.Response) -> str:
+    """TF Serving's `{"error": ...}` text, or the bare status when the body has none."""
+    try:
+        message = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"
+    return str(message).strip()[:500]

@@ -1,0 +1,50 @@
+"""The embedded runtimes agree with each other on the exported model."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gateway.runtimes import TFLITE_FILE, LiteRuntime, TensorFlowRuntime, load_runtime
+
+ROOT = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def version_dir(model_root: Path) -> Path:
+    return model_root / "mobilenet" / "1"
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    cat = np.asarray(Image.open(ROOT / "cat.jpg").convert("RGB").resize((224, 224)))
+    noise = np.random.default_rng(5).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    return np.concatenate([cat[None], noise])
+
+
+def test_auto_prefers_tflite_when_the_version_carries_it(version_dir: Path) -> None:
+    assert (version_dir / TFLITE_FILE).is_file()
+    assert load_runtime(version_dir, "auto", threads=2, copies=1).name == "tflite"
+    assert load_runtime(version_dir, "tensorflow", threads=2, copies=1).name == "tensorflow"
+
+
+def test_both_runtimes_read_the_same_signature(version_dir: Path) -> None:
+    lite = LiteRuntime(version_dir / TFLITE_FILE, threads=2, copies=1)
+    full = TensorFlowRuntime(version_dir)
+    assert lite.tensors == full.tensors
+    assert lite.tensors.image_size == (224, 224)
+    assert lite.tensors.num_classes == 1001
+
+
+def test_tflite_matches_tensorflow_on_batches(version_dir: Path, images: np.ndarray) -> None:
+    lite = LiteRuntime(version_dir / TFLITE_FILE, threads=2, copies=2)
+    full = TensorFlowRuntime(version_dir)
+    for batch in (images[:1], images):
+        expected, got = full.run(batch), lite.run(batch)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        for row in range(batch.shape[0]):
+            top_expected = np.argsort(-expected[row], kind="stable")[:5]
+            top_got = np.argsort(-got[row], kind="stable")[:5]
+            assert list(top_got) == list(top_expected)
