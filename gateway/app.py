@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__, metrics
 from gateway.accounting import PredictAccounting
+from gateway.admission import ApiKeyAuth, InFlightLimit
 from gateway.backend import Backend
 from gateway.batching import Batcher
 from gateway.limits import UploadSizeLimit
@@ -78,8 +80,20 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     install_problem_handlers(app)
     app.include_router(router)
-    # Added last = outermost: accounting sees the 413s the size limit sends.
+    # Each add_middleware wraps the previous ones, so the last added runs first:
+    # accounting -> CORS -> API keys -> in-flight cap -> upload size -> routes.
     app.add_middleware(UploadSizeLimit, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(InFlightLimit, limit=settings.max_in_flight)
+    keys = settings.accepted_api_keys()
+    if keys:
+        app.add_middleware(ApiKeyAuth, keys=keys)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-Timeout"],
+        )
     app.add_middleware(PredictAccounting)
     return app
 

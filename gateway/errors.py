@@ -83,3 +83,22 @@ class NotFound(GatewayError):
 
 class MethodNotAllowed(GatewayError):
     status, code, title = 405, "method_not_allowed", "Method not allowed"
+
+
+class Overloaded(GatewayError):
+    status, code, title = 503, "overloaded", "Too many requests in flight"
+    retry_after_seconds = 1
+
+
+class DeadlineExceeded(GatewayError):
+    status, code, title = 504, "deadline_exceeded", "Request deadline exceeded"
+
+
+class Unauthorized(GatewayError):
+    status, code, title = 401, "unauthorized", "Missing or unknown API key"
+
+
+class ClientClosedRequest(GatewayError):
+    """The client went away; nobody reads this answer, but the outcome is counted."""
+
+    status, code, title = 499, "client_closed_request", "Client closed request"

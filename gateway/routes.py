@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from gateway import __version__, metrics
 from gateway.backend import Backend, ModelStatus
+from gateway.deadlines import request_timeout, run_bounded
 from gateway.errors import BackendUnavailable, PayloadTooLarge
 from gateway.imaging import accepted_format_names
 from gateway.model_assets import ModelAssets, load_assets
@@ -114,6 +115,7 @@ async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
 
 @router.post("/predict", summary="Classify one image")
 async def predict(
+    request: Request,
     file: Annotated[UploadFile, File(description="The image: JPEG, PNG, GIF, BMP, WebP or TIFF")],
     settings: SettingsDep,
     backend: BackendDep,
@@ -127,7 +129,10 @@ async def predict(
             f"The file is larger than the {settings.max_upload_bytes:,}-byte limit "
             "(MAX_UPLOAD_BYTES)."
         )
-    result = await classifier.classify(data, top_k or settings.default_top_k)
+    timeout = request_timeout(request.headers, settings.request_timeout_seconds)
+    result = await run_bounded(
+        classifier.classify(data, top_k or settings.default_top_k), request.receive, timeout
+    )
     body: dict[str, Any] = {
         "success": True,
         "filename": file.filename,

@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     max_image_pixels: PositiveInt = 40_000_000
     preprocess_threads: PositiveInt = Field(default_factory=lambda: os.cpu_count() or 1)
 
+    # Overload: at most this many /predict requests in flight or queued; the
+    # next one gets 503 with Retry-After at once instead of waiting in a queue.
+    max_in_flight: PositiveInt = 64
+    # Per-request deadline; a client may ask for less with X-Request-Timeout (seconds).
+    request_timeout_seconds: PositiveFloat = 30.0
+
+    # Optional API keys (comma-separated, or one per line in a file); empty = no auth.
+    api_keys: str = Field(default="", repr=False)
+    api_keys_file: Path | None = None
+    # Origins allowed to call the API from a browser (comma-separated); empty = CORS off.
+    cors_allow_origins: str = ""
+
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
@@ -88,6 +100,24 @@ class Settings(BaseSettings):
         """The model's status URL: the predict URL without `:predict`."""
         parts = urlsplit(self.tf_serving_url)
         return urlunsplit((parts.scheme, parts.netloc, parts.path.removesuffix(":predict"), "", ""))
+
+    @model_validator(mode="after")
+    def _check_api_keys_file(self) -> "Settings":
+        if self.api_keys_file is not None and not self.api_keys_file.is_file():
+            raise ValueError(f"API_KEYS_FILE {self.api_keys_file} is not a readable file")
+        return self
+
+    def accepted_api_keys(self) -> frozenset[str]:
+        """Every key from API_KEYS and API_KEYS_FILE; empty when authentication is off."""
+        keys = [key.strip() for key in self.api_keys.split(",")]
+        if self.api_keys_file is not None:
+            keys += [line.strip() for line in self.api_keys_file.read_text().splitlines()]
+        return frozenset(key for key in keys if key and not key.startswith("#"))
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """The CORS allow-list; empty means no CORS headers at all."""
+        return [origin.strip() for origin in self.cors_allow_origins.split(",") if origin.strip()]
 
     @property
     def grpc_target(self) -> str:

@@ -1,5 +1,7 @@
 """Configuration: validated at start-up, with the original variable names."""
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -50,3 +52,24 @@ def test_bad_values_stop_start_up_with_a_clear_message(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**overrides)  # type: ignore[arg-type]
+
+
+def test_api_keys_come_from_the_variable_and_the_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "keys"
+    key_file.write_text("# team keys\nfile-key\n\n")
+    settings = Settings(api_keys=" key-one , key-two,", api_keys_file=key_file)
+    assert settings.accepted_api_keys() == {"key-one", "key-two", "file-key"}
+    assert "key-one" not in repr(settings)
+
+
+def test_a_missing_api_keys_file_stops_start_up(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="API_KEYS_FILE"):
+        Settings(api_keys_file=tmp_path / "absent")
+
+
+def test_cors_is_off_unless_origins_are_listed() -> None:
+    assert Settings().cors_origins == []
+    assert Settings(cors_allow_origins="https://a.example, https://b.example").cors_origins == [
+        "https://a.example",
+        "https://b.example",
+    ]
