@@ -2,7 +2,9 @@
 
 Loading and warm-up happen off the event loop while liveness already answers;
 readiness turns true only once a warm-up inference has run, so the first real
-request is not the slow one.
+request is not the slow one. Like TF Serving's `latest` policy, a newer
+version folder is loaded in the background and swapped in only once warm;
+requests keep using the old one meanwhile, even if its folder is deleted.
 """
 
 import asyncio
@@ -41,6 +43,7 @@ class EmbeddedBackend:
         self._loaded: _Loaded | None = None
         self._load_task: asyncio.Task[None] | None = None
         self._load_error = ""
+        self._failed_versions: set[int] = set()
 
     def describe(self) -> dict[str, str]:
         runtime = self._loaded.runtime.name if self._loaded else self._settings.embedded_runtime
@@ -55,6 +58,7 @@ class EmbeddedBackend:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def status(self) -> ModelStatus:
+        self._load_newer_in_background()
         if self._loaded is not None:
             return ModelStatus(True, "AVAILABLE", self._loaded.signature.version)
         if self._load_error:
@@ -79,22 +83,41 @@ class EmbeddedBackend:
             raise BackendError("The embedded model failed to run this batch.") from exc
         return BatchPrediction(probabilities, loaded.signature.version)
 
-    async def _load(self) -> None:
+    def _load_newer_in_background(self) -> None:
+        if self._load_task is None or not self._load_task.done():
+            return  # not started yet, or a load is under way
+        try:
+            newest = newest_version(self._settings.model_dir)
+        except FileNotFoundError:
+            return  # every folder gone: keep serving the version in memory, if any
+        current = self._loaded.signature.version if self._loaded else 0
+        if newest > current and newest not in self._failed_versions:
+            self._load_task = asyncio.create_task(self._load(newest))
+
+    async def _load(self, version: int | None = None) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self._loaded = await loop.run_in_executor(self._executor, self._load_newest)
+            version = version or newest_version(self._settings.model_dir)
+            loaded = await loop.run_in_executor(self._executor, self._load_version, version)
         except Exception as exc:
-            self._load_error = f"loading from {self._settings.model_dir.name}/ failed: {exc}"
-            logger.error("embedded backend: %s", self._load_error)
+            logger.error("embedded backend: loading version %s failed: %s", version, exc)
+            # Our own messages name no host path; library errors may, so they stay in the log.
+            self._load_error = (
+                str(exc)
+                if isinstance(exc, FileNotFoundError)
+                else f"version {version} could not be loaded ({type(exc).__name__}; see the log)"
+            )
+            if version is not None:
+                # Like TF Serving: a version that failed to load is not retried,
+                # and the one already serving (if any) keeps serving.
+                self._failed_versions.add(version)
             return
-        logger.info(
-            "embedded backend ready on %s: %s", self._loaded.runtime.name, self._loaded.signature
-        )
+        self._loaded, self._load_error = loaded, ""
+        logger.info("embedded backend serving on %s: %s", loaded.runtime.name, loaded.signature)
 
-    def _load_newest(self) -> _Loaded:
-        """Load and warm the newest version (blocking; runs in a worker thread)."""
+    def _load_version(self, version: int) -> _Loaded:
+        """Load and warm one version (blocking; runs in a worker thread)."""
         settings = self._settings
-        version = newest_version(settings.model_dir)
         runtime = load_runtime(
             settings.model_dir / str(version),
             settings.embedded_runtime,
@@ -120,10 +143,13 @@ def newest_version(model_dir: Path) -> int:
     try:
         children = [child for child in model_dir.iterdir() if child.is_dir()]
     except OSError as exc:
-        raise FileNotFoundError(f"cannot list {model_dir}: {exc.strerror}") from exc
+        raise FileNotFoundError(
+            f"cannot list MODEL_BASE_PATH/{model_dir.name}: {exc.strerror}"
+        ) from exc
     versions = [int(child.name) for child in children if child.name.isdigit()]
     if not versions:
         raise FileNotFoundError(
-            f"no numeric version folder under {model_dir}; run `python export_model.py` first"
+            f"no numeric version folder under MODEL_BASE_PATH/{model_dir.name}; "
+            "run `python export_model.py` first"
         )
     return max(versions)

@@ -1,0 +1,90 @@
+"""The embedded backend follows new versions the way TF Serving's latest policy does."""
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from api_client import post_image
+from processes import answers, gateway
+
+
+def copy_version(model_dir: Path, source: int, target: int) -> None:
+    """Publish a version atomically, as export_model.py does: copy aside, then rename."""
+    staging = model_dir / f".tmp-{target}"
+    shutil.copytree(model_dir / str(source), staging)
+    staging.rename(model_dir / str(target))
+
+
+def wait_for(check, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def test_a_new_version_is_swapped_in_under_load_without_failures(
+    model_root: Path, logs: Path, tmp_path: Path, cat_jpeg: bytes
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(model_root / "mobilenet" / "1", models / "mobilenet" / "1")
+    front = gateway(
+        logs / "embedded-versions.log",
+        INFERENCE_BACKEND="embedded",
+        MODEL_BASE_PATH=str(models),
+        STATUS_POLL_SECONDS="0.5",
+    )
+    front.ready = answers(f"{front.url}/health", 200)
+    front.start()
+    statuses: list[int] = []
+    versions: set[int] = set()
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            response = post_image(front.url, cat_jpeg)
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                versions.add(response.json()["model"]["version"])
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        copy_version(models / "mobilenet", 1, 2)
+        wait_for(lambda: httpx.get(f"{front.url}/model").json()["version"] == 2)
+        shutil.rmtree(models / "mobilenet" / "1")
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        worker.join()
+        front.stop()
+    assert statuses
+    assert set(statuses) == {200}
+    assert versions == {1, 2}
+
+
+def test_it_waits_for_a_first_version_then_turns_ready(
+    model_root: Path, logs: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    (models / "mobilenet").mkdir(parents=True)
+    front = gateway(
+        logs / "embedded-empty.log",
+        INFERENCE_BACKEND="embedded",
+        MODEL_BASE_PATH=str(models),
+        STATUS_POLL_SECONDS="0.5",
+    ).start()
+    try:
+        health = httpx.get(f"{front.url}/health")
+        assert health.status_code == 503
+        assert "export_model.py" in health.json()["detail"]
+        shutil.copytree(model_root / "mobilenet" / "1", models / "mobilenet" / ".tmp-3")
+        (models / "mobilenet" / ".tmp-3").rename(models / "mobilenet" / "3")
+        wait_for(lambda: httpx.get(f"{front.url}/health").status_code == 200)
+        assert httpx.get(f"{front.url}/model").json()["version"] == 3
+    finally:
+        front.stop()
