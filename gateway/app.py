@@ -19,7 +19,7 @@ from gateway.accounting import PredictAccounting
 from gateway.admission import ApiKeyAuth, InFlightLimit
 from gateway.backend import Backend
 from gateway.batching import Batcher
-from gateway.limits import UploadSizeLimit
+from gateway.limits import UploadGuard
 from gateway.pipeline import Classifier
 from gateway.problems import install_problem_handlers
 from gateway.routes import router
@@ -81,8 +81,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     install_problem_handlers(app)
     app.include_router(router)
     # Each add_middleware wraps the previous ones, so the last added runs first:
-    # accounting -> CORS -> API keys -> in-flight cap -> upload size -> routes.
-    app.add_middleware(UploadSizeLimit, max_upload_bytes=settings.max_upload_bytes)
+    # accounting -> CORS -> API keys -> in-flight cap -> upload guard -> routes.
+    app.add_middleware(
+        UploadGuard,
+        max_upload_bytes=settings.max_upload_bytes,
+        timeout_seconds=settings.request_timeout_seconds,
+    )
     app.add_middleware(InFlightLimit, limit=settings.max_in_flight)
     keys = settings.accepted_api_keys()
     if keys:

@@ -48,6 +48,10 @@ class BadRequest(GatewayError):
     status, code, title = 400, "bad_request", "Bad request"
 
 
+class UploadTimeout(GatewayError):
+    status, code, title = 408, "upload_timeout", "Upload too slow"
+
+
 class InvalidRequest(GatewayError):
     status, code, title = 422, "invalid_request", "Invalid request"
 

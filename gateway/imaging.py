@@ -30,7 +30,7 @@ class PreparedImage:
     """Model-ready pixels plus what the response reports about the original."""
 
     pixels: np.ndarray  # uint8, (height, width, 3)
-    original_size: tuple[int, int]  # (width, height) as stored in the file
+    original_size: tuple[int, int]  # (width, height) as displayed: EXIF orientation applied
     format: str
 
 
@@ -49,12 +49,24 @@ def prepare_image(data: bytes, size: tuple[int, int], max_pixels: int) -> Prepar
         # JPEG can decode at 1/2, 1/4 or 1/8 scale: ask for the smallest
         # scale that still covers the model's input, before any decoding.
         image.draft(None, size)
+        image.load()
         upright = ImageOps.exif_transpose(image)
         rgb = to_rgb(upright)
         resized = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise CorruptImage(f"The {image.format} image could not be decoded: {exc}.") from exc
+    except Exception as exc:
+        # Malformed files make Pillow raise nearly anything (struct.error from a
+        # cut-short EXIF block, IndexError, EOFError...): all of it is bad input.
+        raise CorruptImage(
+            f"The {image.format} image could not be decoded ({_reason(exc)})."
+        ) from exc
+    if upright.size != image.size:
+        # Report the picture as displayed: EXIF orientation turned it a quarter.
+        width, height = height, width
     return PreparedImage(np.asarray(resized, dtype=np.uint8), (width, height), str(image.format))
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).rstrip(".") or type(exc).__name__
 
 
 def _open(data: bytes) -> Image.Image:
@@ -63,11 +75,11 @@ def _open(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
         pass
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise CorruptImage(f"The image header could not be read: {exc}.") from exc
+    except Exception as exc:
+        raise CorruptImage(f"The image header could not be read ({_reason(exc)}).") from exc
     try:
         other = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except Exception:
         raise NotAnImage(
             "The file is not an image this service recognises; "
             f"send one of: {', '.join(accepted_format_names())}."

@@ -1,25 +1,35 @@
-"""Upload size enforced while the body streams in, before it sits whole in memory."""
+"""The upload, bounded while it streams in: in bytes (413) and in time (408).
+
+Both are enforced before the body sits whole in memory, and a client that
+stalls mid-upload cannot hold a slot of the in-flight cap past the deadline.
+"""
+
+import asyncio
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import PayloadTooLarge
+from gateway.errors import GatewayError, PayloadTooLarge, UploadTimeout
 from gateway.problems import problem_response
 
 # multipart/form-data wraps the file in boundaries and part headers.
 FORM_OVERHEAD_BYTES = 64 * 1024
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _Refused(Exception):
+    def __init__(self, error: GatewayError):
+        super().__init__(error.detail)
+        self.error = error
 
 
-class UploadSizeLimit:
-    """Answer 413 as soon as a request body is known to exceed the cap."""
+class UploadGuard:
+    """Answer 413 once a body exceeds the cap, 408 once it is not complete in time."""
 
-    def __init__(self, app: ASGIApp, max_upload_bytes: int):
+    def __init__(self, app: ASGIApp, max_upload_bytes: int, timeout_seconds: float):
         self.app = app
         self.max_upload_bytes = max_upload_bytes
         self.max_body_bytes = max_upload_bytes + FORM_OVERHEAD_BYTES
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -27,48 +37,60 @@ class UploadSizeLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await self._refuse(scope, receive, send)
+            await self._answer(self._too_large(), scope, receive, send)
             return
 
+        deadline = time.monotonic() + self.timeout_seconds
         received = 0
-        overflowed = False
+        body_done = False
+        refused: GatewayError | None = None
         response_started = False
 
-        async def counting_receive() -> Message:
-            nonlocal received, overflowed
-            message = await receive()
+        async def guarded_receive() -> Message:
+            nonlocal received, body_done, refused
+            if body_done:
+                return await receive()  # e.g. waiting for a disconnect: not bounded here
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                refused = UploadTimeout(
+                    f"The upload did not complete within {self.timeout_seconds:g} s "
+                    "(REQUEST_TIMEOUT_SECONDS)."
+                )
+                raise _Refused(refused) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.max_body_bytes:
-                    overflowed = True
-                    raise _BodyTooLarge
+                    refused = self._too_large()
+                    raise _Refused(refused)
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal response_started
-            if overflowed:
-                return  # the app's answer to a truncated body is replaced by ours
+            if refused is not None:
+                return  # the app's answer to a cut-off body is replaced by ours
             response_started = True
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, guarded_send)
+            await self.app(scope, guarded_receive, guarded_send)
         except Exception:
-            # Whatever the app made of the cut-off body, the answer is 413.
-            if not overflowed:
+            # Whatever the app made of the cut-off body, the answer is ours.
+            if refused is None:
                 raise
-        if overflowed and not response_started:
-            await self._refuse(scope, receive, send)
+        if refused is not None and not response_started:
+            await self._answer(refused, scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem_response(
-            PayloadTooLarge(
-                f"The upload is larger than the {self.max_upload_bytes:,}-byte limit "
-                "(MAX_UPLOAD_BYTES)."
-            )
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"The upload is larger than the {self.max_upload_bytes:,}-byte limit "
+            "(MAX_UPLOAD_BYTES)."
         )
-        response.headers["Connection"] = "close"
-        await response(scope, receive, send)
+
+    @staticmethod
+    async def _answer(error: GatewayError, scope: Scope, receive: Receive, send: Send) -> None:
+        await problem_response(error, headers={"Connection": "close"})(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -5,11 +5,14 @@ never carries a traceback, an internal URL or a file path.
 """
 
 import logging
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -29,7 +32,30 @@ logger = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
-def problem_response(error: GatewayError) -> Response:
+class Problem(BaseModel):
+    """An error, as RFC 9457 describes it, plus the gateway's stable `code`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    success: bool = False
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the problem documents a route can answer with."""
+    schema = Problem.model_json_schema()
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": schema}},
+        }
+        for status in statuses
+    }
+
+
+def problem_response(error: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
     """The HTTP response for one of the gateway's errors."""
     body: dict[str, Any] = {
         "type": f"urn:ml-inference-pipeline:problem:{error.code}",
@@ -39,7 +65,7 @@ def problem_response(error: GatewayError) -> Response:
         "code": error.code,
         "success": False,
     }
-    headers = {}
+    headers = dict(headers or {})
     if error.retry_after_seconds is not None:
         headers["Retry-After"] = str(error.retry_after_seconds)
     return Response(
@@ -56,7 +82,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return problem_response(_from_http_exception(exc))
+        # Starlette's own headers matter: a 405 must say what is Allowed.
+        return problem_response(_from_http_exception(exc), headers=exc.headers)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -97,5 +124,5 @@ def _from_http_exception(exc: HTTPException) -> GatewayError:
     if exc.status_code == 413:
         return PayloadTooLarge(str(exc.detail))
     if 400 <= exc.status_code < 500:
-        return BadRequest(f"The request could not be read: {exc.detail}.")
+        return BadRequest(f"The request could not be read: {str(exc.detail).rstrip('.')}.")
     return GatewayError("An unexpected error occurred; it has been logged.")

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from gateway import __version__, metrics
 from gateway.backend import Backend, ModelStatus
@@ -15,6 +15,7 @@ from gateway.errors import BackendUnavailable, PayloadTooLarge
 from gateway.imaging import accepted_format_names
 from gateway.model_assets import ModelAssets, load_assets
 from gateway.pipeline import Classifier
+from gateway.problems import documented
 from gateway.settings import Settings
 
 MAX_TOP_K = 1001
@@ -91,8 +92,15 @@ async def liveness() -> Response:
     )
 
 
-@router.get("/health", summary="Readiness: a model version is AVAILABLE")
-@router.get("/health/ready", summary="Readiness: a model version is AVAILABLE")
+_NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"description": "No model version is AVAILABLE (same body, status unhealthy)"}
+}
+
+
+@router.get("/health", summary="Readiness: a model version is AVAILABLE", responses=_NOT_READY)
+@router.get(
+    "/health/ready", summary="Readiness: a model version is AVAILABLE", responses=_NOT_READY
+)
 async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
     status = await backend.status()
     metrics.MODEL_READY.set(1 if status.ready else 0)
@@ -113,7 +121,11 @@ async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
     return json_response(body, status_code=503, headers={"Retry-After": retry})
 
 
-@router.post("/predict", summary="Classify one image")
+@router.post(
+    "/predict",
+    summary="Classify one image",
+    responses=documented(400, 401, 408, 413, 415, 422, 502, 503, 504),
+)
 async def predict(
     request: Request,
     file: Annotated[UploadFile, File(description="The image: JPEG, PNG, GIF, BMP, WebP or TIFF")],
@@ -154,7 +166,7 @@ async def predict(
     return json_response(body)
 
 
-@router.get("/metrics", summary="Counters and latencies as JSON")
+@router.get("/metrics", summary="Counters and latencies as JSON", responses=documented(401))
 async def metrics_json(settings: SettingsDep, backend: BackendDep) -> Response:
     counts = metrics.counts_by_outcome()
     total = sum(counts.values())
@@ -178,12 +190,21 @@ async def metrics_json(settings: SettingsDep, backend: BackendDep) -> Response:
     )
 
 
-@router.get("/metrics/prometheus", summary="Prometheus exposition of the same series")
+@router.get(
+    "/metrics/prometheus",
+    summary="Prometheus exposition of the same series",
+    response_class=PlainTextResponse,
+    responses=documented(401),
+)
 async def metrics_prometheus() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/model", summary="The served model version, signature and provenance")
+@router.get(
+    "/model",
+    summary="The served model version, signature and provenance",
+    responses=documented(401, 503),
+)
 async def model(settings: SettingsDep, backend: BackendDep) -> Response:
     status = await backend.status()
     if not status.ready:

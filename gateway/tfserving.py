@@ -28,7 +28,9 @@ class Predictor(Protocol):
 
     transport: str
 
-    async def predict(self, images: np.ndarray, signature: ModelSignature) -> np.ndarray: ...
+    async def predict(
+        self, images: np.ndarray, signature: ModelSignature
+    ) -> tuple[np.ndarray, int | None]: ...
 
     def problem(self) -> str:
         """Why this transport cannot carry predictions right now, or ''."""
@@ -108,12 +110,12 @@ class TFServingBackend:
         if self._predictor is None:
             raise RuntimeError("TFServingBackend.start() was not awaited")
         try:
-            probabilities = await self._predictor.predict(images, signature)
+            probabilities, version = await self._predictor.predict(images, signature)
         except ServableGone:
             # The version we knew was unloaded: learn the new one on the next call.
             self._signature = None
             raise
-        return BatchPrediction(probabilities, signature.version)
+        return BatchPrediction(probabilities, version or signature.version)
 
     def _make_predictor(self) -> Predictor:
         settings = self._settings

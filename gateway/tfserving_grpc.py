@@ -53,7 +53,9 @@ class GrpcPredictor:
             return "TF Serving's gRPC port is not reachable"
         return ""
 
-    async def predict(self, images: np.ndarray, signature: ModelSignature) -> np.ndarray:
+    async def predict(
+        self, images: np.ndarray, signature: ModelSignature
+    ) -> tuple[np.ndarray, int | None]:
         request = encode_predict_request(
             self._model_name,
             signature.signature_name,
@@ -68,7 +70,9 @@ class GrpcPredictor:
             probabilities = decode_tensor(response.outputs[signature.output_name])
         except (ValueError, KeyError) as exc:
             raise BackendError("TF Serving sent a response the gateway cannot read.") from exc
-        return check_shape(probabilities, signature, images.shape[0])
+        # The version that actually answered: TF Serving may have moved on since
+        # the gateway last read the signature.
+        return check_shape(probabilities, signature, images.shape[0]), response.version
 
     async def _call(self, request: bytes) -> bytes:
         started = time.monotonic()

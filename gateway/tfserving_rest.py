@@ -33,7 +33,10 @@ class RestPredictor:
         """Status and predict share the REST port: if status answered, so can predict."""
         return ""
 
-    async def predict(self, images: np.ndarray, signature: ModelSignature) -> np.ndarray:
+    async def predict(
+        self, images: np.ndarray, signature: ModelSignature
+    ) -> tuple[np.ndarray, int | None]:
+        """Scores, and None for the version: REST predict responses do not name it."""
         body = orjson.dumps(
             {
                 "signature_name": signature.signature_name,
@@ -44,7 +47,7 @@ class RestPredictor:
         response = await self._post(body)
         if response.status_code != 200:
             raise translate_status(response.status_code, error_message(response))
-        return parse_outputs(response.content, signature, expected_rows=images.shape[0])
+        return parse_outputs(response.content, signature, expected_rows=images.shape[0]), None
 
     async def _post(self, body: bytes) -> httpx.Response:
         try:

@@ -136,7 +136,7 @@ def gateway(log_path: Path, python: str = sys.executable, **env: str) -> Process
     url = f"http://127.0.0.1:{port}"
     return Process(
         [python, "-m", "gateway"],
-        child_env(PORT=str(port), HOST="127.0.0.1", LOG_LEVEL="warning", **env),
+        child_env(**{"PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "warning", **env}),
         log_path,
         ready=answers(f"{url}/health/live", 200),
         url=url,
