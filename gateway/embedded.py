@@ -125,9 +125,7 @@ class EmbeddedBackend:
             copies=settings.batch_concurrency,
         )
         tensors = runtime.tensors
-        width, height = tensors.image_size
-        for batch in (1, settings.batch_max_size):
-            runtime.run(np.zeros((batch, height, width, 3), dtype=np.uint8))
+        runtime.warm(tuple(sorted({1, settings.batch_max_size})))
         signature = ModelSignature(
             version=version,
             input_name=tensors.input_name,

@@ -36,6 +36,10 @@ class Runtime(Protocol):
 
     def run(self, images: np.ndarray) -> np.ndarray: ...
 
+    def warm(self, batch_sizes: tuple[int, ...]) -> None:
+        """Run every batch size once on every copy, so no request pays first-call setup."""
+        ...
+
 
 def load_runtime(
     version_dir: Path, choice: Literal["auto", "tflite", "tensorflow"], threads: int, copies: int
@@ -74,6 +78,10 @@ class TensorFlowRuntime:
         result: np.ndarray = outputs[self.tensors.output_name].numpy()
         return result
 
+    def warm(self, batch_sizes: tuple[int, ...]) -> None:
+        for batch in batch_sizes:
+            self.run(_blank(self.tensors, batch))
+
 
 class LiteRuntime:
     """The TFLite copy of the signature, one interpreter per concurrent caller.
@@ -111,3 +119,18 @@ class LiteRuntime:
             return result.copy()  # the output buffer belongs to the interpreter
         finally:
             self._pool.put(runner)
+
+    def warm(self, batch_sizes: tuple[int, ...]) -> None:
+        runners = [self._pool.get() for _ in range(self._pool.qsize())]
+        try:
+            for runner in runners:
+                for batch in batch_sizes:
+                    runner(**{self.tensors.input_name: _blank(self.tensors, batch)})
+        finally:
+            for runner in runners:
+                self._pool.put(runner)
+
+
+def _blank(tensors: TensorNames, batch: int) -> np.ndarray:
+    width, height = tensors.image_size
+    return np.zeros((batch, height, width, 3), dtype=np.uint8)

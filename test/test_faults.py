@@ -3,6 +3,7 @@
 Each test here gets its own double and gateway, since they stop and break them.
 """
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,3 +122,39 @@ def test_gateway_starts_before_tf_serving_and_becomes_ready(
     finally:
         front.stop()
         double.stop()
+
+
+def test_tf_serving_restarted_mid_load_costs_only_documented_errors(
+    pair: tuple[Process, Process], cat_jpeg: bytes
+) -> None:
+    double, front = pair
+    outcomes: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            response = post_image(front.url, cat_jpeg)
+            code = "" if response.status_code == 200 else response.json()["code"]
+            outcomes.append((time.monotonic(), response.status_code, code))
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(1.0)
+        double.stop()
+        time.sleep(1.0)
+        double.start()
+        wait_until(lambda: httpx.get(f"{front.url}/health").status_code == 200)
+        recovered = time.monotonic()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    failures = {(status, code) for _, status, code in outcomes if status != 200}
+    assert failures <= {(503, "model_unavailable"), (502, "model_error")}
+    assert failures, "the outage should have been visible"
+    after = [status for at, status, _ in outcomes if at > recovered + 0.5]
+    assert after
+    assert set(after) == {200}
