@@ -141,3 +141,18 @@ def gateway(log_path: Path, python: str = sys.executable, **env: str) -> Process
         ready=answers(f"{url}/health/live", 200),
         url=url,
     )
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll `check` until it holds, or fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not met within {timeout} s")
+
+
+def set_faults(double: Process, **faults: object) -> None:
+    """Make the TF Serving double misbehave (see tfserving_double.faults)."""
+    httpx.put(f"{double.control_url}/faults", json=faults).raise_for_status()

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from api_client import post_image
-from processes import answers, gateway
+from processes import answers, gateway, wait_until
 
 
 def copy_version(model_dir: Path, source: int, target: int) -> None:
@@ -16,15 +16,6 @@ def copy_version(model_dir: Path, source: int, target: int) -> None:
     staging = model_dir / f".tmp-{target}"
     shutil.copytree(model_dir / str(source), staging)
     staging.rename(model_dir / str(target))
-
-
-def wait_for(check, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def test_a_new_version_is_swapped_in_under_load_without_failures(
@@ -55,7 +46,7 @@ def test_a_new_version_is_swapped_in_under_load_without_failures(
     worker.start()
     try:
         copy_version(models / "mobilenet", 1, 2)
-        wait_for(lambda: httpx.get(f"{front.url}/model").json()["version"] == 2)
+        wait_until(lambda: httpx.get(f"{front.url}/model").json()["version"] == 2)
         shutil.rmtree(models / "mobilenet" / "1")
         time.sleep(1.5)
     finally:
@@ -84,7 +75,7 @@ def test_it_waits_for_a_first_version_then_turns_ready(
         assert "export_model.py" in health.json()["detail"]
         shutil.copytree(model_root / "mobilenet" / "1", models / "mobilenet" / ".tmp-3")
         (models / "mobilenet" / ".tmp-3").rename(models / "mobilenet" / "3")
-        wait_for(lambda: httpx.get(f"{front.url}/health").status_code == 200)
+        wait_until(lambda: httpx.get(f"{front.url}/health").status_code == 200)
         assert httpx.get(f"{front.url}/model").json()["version"] == 3
     finally:
         front.stop()

@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from api_client import post_image
-from processes import Process, answers, gateway_for, tfserving_double
+from processes import (
+    Process,
+    answers,
+    gateway_for,
+    set_faults,
+    tfserving_double,
+    wait_until,
+)
 
 
 @pytest.fixture(params=["grpc", "rest"])
@@ -35,19 +42,6 @@ def pair(
     yield double, front
     front.stop()
     double.stop()
-
-
-def set_faults(double: Process, **faults: object) -> None:
-    httpx.put(f"{double.control_url}/faults", json=faults).raise_for_status()
-
-
-def wait_until(check: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def test_tf_serving_error_is_a_502_with_its_message(

@@ -7,7 +7,7 @@ import asyncio
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,15 @@ import psutil
 import pytest
 
 from api_client import post_image
-from processes import Process, answers, gateway, gateway_for, tfserving_double
+from processes import (
+    Process,
+    answers,
+    gateway,
+    gateway_for,
+    set_faults,
+    tfserving_double,
+    wait_until,
+)
 
 LOAD_REQUESTS = 2_000
 LOAD_CONCURRENCY = 64
@@ -157,22 +165,9 @@ def slow_pair(
     double.stop()
 
 
-def set_faults(double: Process, **faults: object) -> None:
-    httpx.put(f"{double.control_url}/faults", json=faults).raise_for_status()
-
-
 def upstream_stats(double: Process) -> dict[str, int]:
     stats: dict[str, int] = httpx.get(f"{double.control_url}/stats").json()
     return stats
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def post_with_deadline(url: str, data: bytes, seconds: str) -> tuple[httpx.Response, float]:
