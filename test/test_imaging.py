@@ -129,3 +129,19 @@ def test_animated_gif_uses_its_first_frame() -> None:
     pixels = prepare_image(buffer.getvalue(), (8, 8), LIMIT).pixels
     assert pixels[0, 0, 0] > 200
     assert pixels[0, 0, 2] < 50
+
+
+def psnr_db(ours: np.ndarray, reference: np.ndarray) -> float:
+    error = np.mean((ours.astype(np.float64) - reference.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / error))
+
+
+@pytest.mark.parametrize("scale", [1, 9])
+def test_fast_resize_stays_close_to_a_full_lanczos_reference(cat_jpeg: bytes, scale: int) -> None:
+    # The speed path (JPEG draft decoding at reduced scale, then bilinear) must
+    # look like the slow reference: a full decode and a LANCZOS resize.
+    source = Image.open(io.BytesIO(cat_jpeg)).convert("RGB")
+    data = encode(source.resize((source.width * scale, source.height * scale)), "JPEG", quality=90)
+    reference = Image.open(io.BytesIO(data)).convert("RGB")
+    expected = np.asarray(reference.resize(SIZE, Image.Resampling.LANCZOS))
+    assert psnr_db(prepare_image(data, SIZE, LIMIT).pixels, expected) > 35.0
