@@ -1,10 +1,7 @@
 """export_model.py end to end: run the CLI as a user would, then read back what it wrote."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,33 +12,16 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow_serving.apis import prediction_log_pb2
 
+from export_cli import run_cli
+
 REPO = Path(__file__).resolve().parents[1]
-CLI = REPO / "export_model.py"
 CAT = Path(__file__).with_name("cat.jpg")
 LABELS = REPO / "modelexport" / "imagenet_labels.txt"
-EXPORT_TIMEOUT_S = 180
 OFFLINE_OPTIONS = (
     "--source random",
     "--source keras-weights --weights FILE",
     "--handle /local/dir",
 )
-
-
-def run_cli(
-    *args: str | Path, extra_env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run export_model.py in a fresh interpreter and return the finished process."""
-    env = {k: v for k, v in os.environ.items() if k != "MODEL_SOURCE"}
-    env.update(extra_env or {})
-    return subprocess.run(
-        [sys.executable, str(CLI), *map(str, args)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=EXPORT_TIMEOUT_S,
-        check=False,
-    )
 
 
 def export_ok(*args: str | Path, extra_env: dict[str, str] | None = None) -> str:

@@ -3,8 +3,6 @@
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +13,12 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
+from export_cli import run_cli
 from modelexport.errors import VerificationFailed
 from modelexport.tflite import compare_outputs, held_native_stderr
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = REPO / "export_model.py"
 CAT = Path(__file__).with_name("cat.jpg")
-EXPORT_TIMEOUT_S = 180
 TOLERANCE = 1e-4
 # MobileNetV2's 3.5 million float32 weights; an unfrozen conversion is about 190 KB.
 MIN_FROZEN_BYTES = 12_000_000
@@ -37,16 +34,13 @@ class Export:
 def export_random(models: Path, *flags: str) -> Export:
     """Run export_model.py --source random into models, insist it succeeded, return its output."""
     # Without TF_CPP_MIN_LOG_LEVEL the CLI applies its own default, as for a user.
-    hidden = {"MODEL_SOURCE", "TF_CPP_MIN_LOG_LEVEL"}
-    env = {k: v for k, v in os.environ.items() if k not in hidden}
-    done = subprocess.run(
-        [sys.executable, str(CLI), "--source", "random", "--model-dir", str(models), *flags],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=EXPORT_TIMEOUT_S,
-        check=False,
+    done = run_cli(
+        "--source",
+        "random",
+        "--model-dir",
+        models,
+        *flags,
+        hide=frozenset({"MODEL_SOURCE", "TF_CPP_MIN_LOG_LEVEL"}),
     )
     assert done.returncode == 0, done.stderr
     return Export(models / "mobilenet" / "1", done.stdout, done.stderr)
