@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gateway.errors import CorruptImage, EmptyFile, NotAnImage, TooManyPixels, UnsupportedFormat
+from gateway.resize import resize_rgb
 
 # Formats are recognised from the bytes, never from the filename or Content-Type.
 # Pillow's JPEG plugin also opens MPO, the multi-picture JPEG of phone cameras.
@@ -50,19 +51,19 @@ def prepare_image(data: bytes, size: tuple[int, int], max_pixels: int) -> Prepar
         # scale that still covers the model's input, before any decoding.
         image.draft(None, size)
         image.load()
-        upright = ImageOps.exif_transpose(image)
-        rgb = to_rgb(upright)
-        resized = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        decoded_size = image.size
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy when upright
+        pixels = resize_rgb(to_rgb(image), size)
     except Exception as exc:
         # Malformed files make Pillow raise nearly anything (struct.error from a
         # cut-short EXIF block, IndexError, EOFError...): all of it is bad input.
         raise CorruptImage(
             f"The {image.format} image could not be decoded ({_reason(exc)})."
         ) from exc
-    if upright.size != image.size:
+    if image.size != decoded_size:
         # Report the picture as displayed: EXIF orientation turned it a quarter.
         width, height = height, width
-    return PreparedImage(np.asarray(resized, dtype=np.uint8), (width, height), str(image.format))
+    return PreparedImage(pixels, (width, height), str(image.format))
 
 
 def _reason(exc: Exception) -> str:

@@ -22,18 +22,21 @@ MAX_TOP_K = 1001
 
 router = APIRouter()
 
+# The dependencies are `async def` on purpose: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop per dependency per request.
 
-def _settings(request: Request) -> Settings:
+
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _backend(request: Request) -> Backend:
+async def _backend(request: Request) -> Backend:
     backend: Backend = request.app.state.backend
     return backend
 
 
-def _classifier(request: Request) -> Classifier:
+async def _classifier(request: Request) -> Classifier:
     classifier: Classifier = request.app.state.classifier
     return classifier
 
