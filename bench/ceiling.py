@@ -52,11 +52,10 @@ class Setup:
 SETUPS: dict[RuntimeName, tuple[Setup, ...]] = {
     "tensorflow": (Setup("tensorflow", 0, 1, 1), Setup("tensorflow", 0, 1, 2)),
     "tflite": (
+        # The two the embedded gateway switches between (gateway/runtimes.py):
+        # all threads for a lone call, one interpreter per overlapping call.
         Setup("tflite", 2, 1, 1),
         Setup("tflite", 1, 2, 2),
-        # What the embedded gateway builds by default: INFERENCE_THREADS = cores,
-        # one interpreter per BATCH_CONCURRENCY, two model calls at once.
-        Setup("tflite", 2, 2, 2),
     ),
 }
 

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # Embedded backend: TensorFlow Lite (XNNPACK) when the version carries
     # assets.extra/model.tflite, else TensorFlow; or force one.
     embedded_runtime: Literal["auto", "tflite", "tensorflow"] = "auto"
+    # TFLite threads: all of them for a call made while the model is idle, an
+    # equal share for each of the BATCH_CONCURRENCY calls that overlap.
     inference_threads: PositiveInt = Field(default_factory=lambda: os.cpu_count() or 1)
 
     default_top_k: PositiveInt = 5

@@ -1,5 +1,7 @@
 """The embedded runtimes agree with each other on the exported model."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +50,30 @@ def test_tflite_matches_tensorflow_on_batches(version_dir: Path, images: np.ndar
             top_expected = np.argsort(-expected[row], kind="stable")[:5]
             top_got = np.argsort(-got[row], kind="stable")[:5]
             assert list(top_got) == list(top_expected)
+
+
+def test_a_lone_call_gets_all_threads_and_overlapping_calls_get_a_copy_each(
+    version_dir: Path, images: np.ndarray
+) -> None:
+    lite = LiteRuntime(version_dir / TFLITE_FILE, threads=2, copies=2)
+    alone = [lite.run(images[row : row + 1]) for row in range(4)]
+    assert lite.calls == {"wide": 4, "narrow": 0}
+
+    start = threading.Barrier(8)
+
+    def overlapping(row: int) -> np.ndarray:
+        start.wait()
+        return lite.run(images[row % 4 : row % 4 + 1])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(overlapping, range(8)))
+    assert lite.calls["narrow"] >= 7  # at most one of them found the runtime idle
+    for row, scores in enumerate(together):
+        np.testing.assert_allclose(scores, alone[row % 4], atol=1e-5)
+
+
+def test_without_spare_threads_there_is_no_wide_interpreter(version_dir: Path) -> None:
+    lite = LiteRuntime(version_dir / TFLITE_FILE, threads=1, copies=2)
+    lite.warm((1,))
+    lite.run(np.zeros((1, 224, 224, 3), dtype=np.uint8))
+    assert lite.calls == {"wide": 0, "narrow": 1}
