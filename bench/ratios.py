@@ -5,6 +5,10 @@ from typing import Any
 # Issue 3's goals; the benchmark reports them, it does not assert them.
 EMBEDDED_SHARE = 0.7
 NAIVE_FACTOR = 25.0
+# The issue's naive gateway sends float JSON and reaches about 4 req/s. Ours
+# must send integers (TF Serving rejects 1.0 for a uint8 input), which makes it
+# several times faster, so the factor is shown against both.
+ISSUE_NAIVE_PER_S = 4.0
 TFSERVING_SHARE = 0.8
 C1_OVERHEAD_MS = 5.0
 PREPROCESS_SHARE = 0.1
@@ -63,8 +67,12 @@ def _targets(
     def add(goal: str, value: float | None, met: bool | None, shown: str) -> None:
         targets.append({"goal": goal, "value": value, "met": met, "shown": shown})
 
+    # The throughput and latency goals name the 480x360 upload and the default
+    # transport (gRPC); the 12 MP upload has its own goal, on preprocessing.
     for row in rows:
         name, image, share = row["backend"], row["image"], row.get("vs_ceiling")
+        if image != "480x360" or name == "tfserving rest":
+            continue
         if row["concurrency"] == 16 and share is not None:
             goal = EMBEDDED_SHARE if name.startswith("embedded") else TFSERVING_SHARE
             add(
@@ -81,12 +89,20 @@ def _targets(
                 over <= C1_OVERHEAD_MS,
                 f"+{over:.1f} ms",
             )
-    if naive_factor is not None:
+    embedded = _find_prefix(rows, "embedded", "480x360", 16)
+    if embedded is not None:
+        factor = embedded["per_second"] / ISSUE_NAIVE_PER_S
         add(
-            f"embedded c=16 >= {NAIVE_FACTOR:g} x naive (480x360)",
-            naive_factor,
-            naive_factor >= NAIVE_FACTOR,
-            f"{naive_factor:.1f} x",
+            f"embedded c=16 >= {NAIVE_FACTOR:g} x the issue's naive ~{ISSUE_NAIVE_PER_S:g} req/s "
+            "(480x360)",
+            factor,
+            factor >= NAIVE_FACTOR,
+            f"{factor:.1f} x"
+            + (
+                f" ({naive_factor:.1f} x the integer-JSON naive measured in this run)"
+                if naive_factor is not None
+                else ""
+            ),
         )
     for entry in preprocess:
         if entry["image"] == "12 MP":
