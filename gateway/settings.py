@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def tf_serving_url_selects_version(self) -> bool:
+        """Whether TF_SERVING_URL names a version or label (`.../versions/N:predict`)."""
+        match = _PREDICT_PATH.match(urlsplit(self.tf_serving_url).path)
+        return match is not None and match["selector"] is not None
+
+    @property
     def tf_serving_model_url(self) -> str:
         """The model's status URL: the predict URL without `:predict`."""
         parts = urlsplit(self.tf_serving_url)

@@ -106,15 +106,20 @@ class TFServingBackend:
         return self._signature
 
     async def predict(self, images: np.ndarray) -> BatchPrediction:
-        signature = await self.signature()
         if self._predictor is None:
             raise RuntimeError("TFServingBackend.start() was not awaited")
+        signature = await self.signature()
         try:
             probabilities, version = await self._predictor.predict(images, signature)
         except ServableGone:
-            # The version we knew was unloaded: learn the new one on the next call.
+            # The version we knew was unloaded, as TF Serving does once a newer one
+            # is AVAILABLE: learn which one is served now and send the batch once more.
             self._signature = None
-            raise
+            fresh = await self.signature()
+            if fresh.version == signature.version:
+                raise
+            signature = fresh
+            probabilities, version = await self._predictor.predict(images, signature)
         return BatchPrediction(probabilities, version or signature.version)
 
     def _make_predictor(self) -> Predictor:
@@ -129,7 +134,10 @@ class TFServingBackend:
                 reconnect_seconds=settings.tf_serving_connect_timeout_seconds,
             )
         return RestPredictor(
-            self._client, settings.tf_serving_url, settings.tf_serving_timeout_seconds
+            self._client,
+            settings.tf_serving_url,
+            settings.tf_serving_timeout_seconds,
+            model_url=None if settings.tf_serving_url_selects_version else self._model_url,
         )
 
     async def _learn_signature(self, version: int) -> str:

@@ -3,6 +3,12 @@
 tf-serving-api.md section 1: `POST .../v1/models/NAME:predict` with
 `{"signature_name", "inputs": {name: nested list}}` answers `{"outputs": ...}`
 or `{"error": "..."}`. orjson encodes the numpy buffer directly.
+
+A REST answer does not say which version produced it, so unless
+TF_SERVING_URL already selects a version or label, each batch is sent to
+`.../versions/N:predict` for the version whose signature and labels the
+gateway holds: the answer then carries that version's labels, even while
+TF Serving switches versions (a version already unloaded answers 404).
 """
 
 import asyncio
@@ -22,9 +28,17 @@ class RestPredictor:
 
     transport = "rest"
 
-    def __init__(self, client: httpx.AsyncClient, predict_url: str, timeout_seconds: float):
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        predict_url: str,
+        timeout_seconds: float,
+        model_url: str | None = None,
+    ):
+        """`model_url` (`.../v1/models/NAME`): pin each batch to the signature's version."""
         self._client = client
         self._url = predict_url
+        self._model_url = model_url
         self._timeout_seconds = timeout_seconds
 
     async def close(self) -> None:
@@ -37,20 +51,26 @@ class RestPredictor:
     async def predict(
         self, images: np.ndarray, signature: ModelSignature
     ) -> tuple[np.ndarray, int | None]:
-        """Scores, and None for the version: REST predict responses do not name it."""
+        """Scores, and the version that produced them (None when TF_SERVING_URL chose)."""
+        url, version = self._url, None
+        if self._model_url is not None:
+            url, version = (
+                f"{self._model_url}/versions/{signature.version}:predict",
+                signature.version,
+            )
         # Encoding ~150,000 integers an image and parsing the reply are CPU work:
         # off the event loop, so other requests keep moving meanwhile.
         body = await asyncio.to_thread(encode_request, images, signature)
-        response = await self._post(body)
+        response = await self._post(url, body)
         if response.status_code != 200:
             raise translate_status(response.status_code, error_message(response))
         rows = images.shape[0]
-        return await asyncio.to_thread(parse_outputs, response.content, signature, rows), None
+        return await asyncio.to_thread(parse_outputs, response.content, signature, rows), version
 
-    async def _post(self, body: bytes) -> httpx.Response:
+    async def _post(self, url: str, body: bytes) -> httpx.Response:
         try:
             return await self._client.post(
-                self._url, content=body, headers={"Content-Type": "application/json"}
+                url, content=body, headers={"Content-Type": "application/json"}
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise BackendUnavailable("TF Serving is not reachable; try again shortly.") from exc

@@ -63,10 +63,12 @@ def tf_serving(
     return handle
 
 
-def run(handler: Handler, images: np.ndarray | None = None) -> object:
+def run(
+    handler: Handler, images: np.ndarray | None = None, predict_url: str = f"{MODEL_URL}:predict"
+) -> object:
     async def scenario() -> object:
         backend = TFServingBackend(
-            Settings(tf_serving_url=f"{MODEL_URL}:predict", tf_serving_transport="rest"),
+            Settings(tf_serving_url=predict_url, tf_serving_transport="rest"),
             transport=httpx.MockTransport(handler),
         )
         await backend.start()
@@ -157,3 +159,65 @@ def test_signature_gives_names_and_image_size() -> None:
 def test_a_float_input_signature_is_refused_with_a_reason() -> None:
     with pytest.raises(ValueError, match="DT_FLOAT"):
         parse_signature(metadata(dtype="DT_FLOAT"), version=1)
+
+
+def scores_with_best(class_id: int) -> dict:
+    row = [0.0] * 1001
+    row[class_id] = 1.0
+    return {"outputs": [row]}
+
+
+def test_each_batch_is_pinned_to_the_version_whose_labels_the_gateway_holds() -> None:
+    paths: list[str] = []
+
+    def predict(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        return httpx.Response(200, json=scores_with_best(3))
+
+    result = run(tf_serving(predict, versions=((1, "AVAILABLE"),)))
+    assert paths == ["/v1/models/mobilenet/versions/1:predict"]
+    assert result.version == 1  # type: ignore[attr-defined]
+
+
+def test_a_version_chosen_in_tf_serving_url_is_left_alone() -> None:
+    paths: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and path == "/v1/models/mobilenet/labels/stable":
+            return httpx.Response(200, json=status((1, "AVAILABLE")))
+        if path.endswith("/metadata"):
+            return httpx.Response(200, json=metadata())
+        paths.append(path)
+        return httpx.Response(200, json=scores_with_best(3))
+
+    run(handle, predict_url=f"{MODEL_URL}/labels/stable:predict")
+    assert paths == ["/v1/models/mobilenet/labels/stable:predict"]
+
+
+def test_a_batch_for_an_unloaded_version_is_sent_again_to_the_new_one() -> None:
+    # Version 1 was unloaded after version 2 became AVAILABLE (TF Serving's
+    # default policy): the first call 404s, the status now lists only 2.
+    served = {"versions": ((1, "AVAILABLE"),)}
+    paths: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and path == "/v1/models/mobilenet":
+            return httpx.Response(200, json=status(*served["versions"]))
+        if path.endswith("/metadata"):
+            return httpx.Response(200, json=metadata())
+        paths.append(path)
+        if path.endswith("/versions/1:predict"):
+            served["versions"] = ((1, "END"), (2, "AVAILABLE"))
+            body = {"error": "Servable not found for request: Specific(mobilenet, 1)"}
+            return httpx.Response(404, json=body)
+        return httpx.Response(200, json=scores_with_best(7))
+
+    result = run(handle)
+    assert paths == [
+        "/v1/models/mobilenet/versions/1:predict",
+        "/v1/models/mobilenet/versions/2:predict",
+    ]
+    assert result.version == 2  # type: ignore[attr-defined]
+    assert int(np.argmax(result.probabilities[0])) == 7  # type: ignore[attr-defined]
