@@ -12,6 +12,7 @@ _PACKAGES = {
     "TensorFlow": "tensorflow",
     "LiteRT": "ai-edge-litert",
     "Pillow": "pillow",
+    "OpenCV": "opencv-python-headless",
     "NumPy": "numpy",
     "uvicorn": "uvicorn",
 }
