@@ -33,10 +33,12 @@ _CHILD_TIMEOUT_S = 900.0
 
 @dataclass(frozen=True)
 class Setup:
-    """How the model is run: LiteRT threads per interpreter, interpreters, calling threads."""
+    """How the model is run: LiteRT threads, interpreters, calling threads."""
 
     runtime: RuntimeName
-    threads: int  # LiteRT interpreter threads; TensorFlow sizes its own pools (0)
+    # LiteRuntime's thread total: one copy gets them all, several copies share
+    # them out; TensorFlow sizes its own pools (0).
+    threads: int
     copies: int
     callers: int
 

@@ -31,8 +31,8 @@ def prepare_naively(data: bytes, size: tuple[int, int]) -> Image.Image:
         return image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
 
 
-def decode_only(data: bytes, size: tuple[int, int]) -> Image.Image:
-    """The JPEG decoder's reduced-scale output alone: no orientation, conversion or resize.
+def decode_only(data: bytes, size: tuple[int, int]) -> tuple[int, int]:
+    """Decode at the JPEG decoder's reduced scale alone (no orientation, conversion or resize).
 
     The floor for any decoder built on libjpeg-turbo: even at 1/8 scale every
     Huffman-coded coefficient of the file must be read, so it grows with the
@@ -41,7 +41,7 @@ def decode_only(data: bytes, size: tuple[int, int]) -> Image.Image:
     with Image.open(io.BytesIO(data)) as image:
         image.draft(None, size)
         image.load()
-        return image
+        return image.size
 
 
 def compare(upload: Upload, duration_s: float) -> dict[str, Any]:

@@ -32,6 +32,12 @@ REQUEST_SECONDS = Histogram(
     "Whole POST /predict handling, upload read to response",
     buckets=_LATENCY_BUCKETS,
 )
+TFLITE_CALLS = Counter(
+    "gateway_tflite_calls",
+    "Embedded TFLite model calls by interpreter: wide (all threads, the model was idle) "
+    "or narrow (one of the copies that overlapping calls share the threads among)",
+    ["interpreter"],
+)
 MODEL_READY = Gauge("gateway_model_ready", "1 when a model version is AVAILABLE, else 0")
 
 

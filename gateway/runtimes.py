@@ -15,6 +15,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from gateway.metrics import TFLITE_CALLS
+
 TFLITE_FILE = Path("assets.extra") / "model.tflite"
 SIGNATURE = "serving_default"
 
@@ -88,8 +90,8 @@ class LiteRuntime:
     """The TFLite copy of the signature, with interpreters sized for the load.
 
     On this project's 2 cores, one 2-thread interpreter answers a lone image
-    fastest (4.9 ms), while two 1-thread interpreters side by side give the
-    most images a second (288 against 235 or 254: README, Performance). So a
+    fastest (3.5 ms), while two 1-thread interpreters side by side give the
+    most images a second (287 against 256: README, Performance). So a
     call that finds the runtime idle borrows the wide interpreter (all
     `threads`), and calls that overlap each borrow one of `copies` narrow ones
     (`threads // copies` each). A LiteRT interpreter is not thread-safe: each
@@ -112,7 +114,6 @@ class LiteRuntime:
         self._wide = runner(threads) if threads > narrow_threads else None
         self._running = 0
         self._running_lock = threading.Lock()
-        self.calls = {"wide": 0, "narrow": 0}  # which kind each call borrowed
 
         probe = Interpreter(model_path=str(path))
         details = probe.get_signature_runner(SIGNATURE)
@@ -150,7 +151,7 @@ class LiteRuntime:
         with self._running_lock:
             self._running += 1
             wide = self._running == 1 and self._wide is not None
-            self.calls["wide" if wide else "narrow"] += 1
+        TFLITE_CALLS.labels(interpreter="wide" if wide else "narrow").inc()
         return (self._wide, True) if wide else (self._narrow.get(), False)
 
     def _give_back(self, runner: Any, wide: bool) -> None:

@@ -116,8 +116,8 @@ class TFServingBackend:
             # is AVAILABLE: learn which one is served now and send the batch once more.
             self._signature = None
             fresh = await self.signature()
-            if fresh.version == signature.version:
-                raise
+            if fresh.version == signature.version or not _same_input(fresh, signature):
+                raise  # nothing newer, or it wants other pixels: the caller may try again
             signature = fresh
             probabilities, version = await self._predictor.predict(images, signature)
         return BatchPrediction(probabilities, version or signature.version)
@@ -157,6 +157,11 @@ class TFServingBackend:
                 return str(exc) if isinstance(exc, ValueError) else "its metadata is unreadable"
             logger.info("serving %s", self._signature)
             return ""
+
+
+def _same_input(one: ModelSignature, other: ModelSignature) -> bool:
+    """Whether pixels prepared for `other` can be fed to `one` as they are."""
+    return (one.input_name, one.image_size) == (other.input_name, other.image_size)
 
 
 def parse_signature(metadata: dict[str, Any], version: int) -> ModelSignature:

@@ -136,12 +136,22 @@ def psnr_db(ours: np.ndarray, reference: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / error))
 
 
-@pytest.mark.parametrize("scale", [1, 9])
-def test_fast_resize_stays_close_to_a_full_lanczos_reference(cat_jpeg: bytes, scale: int) -> None:
+@pytest.mark.parametrize(
+    ("scale", "fmt"),
+    [
+        (1, "JPEG"),  # 451x300: OpenCV's bilinear, shrink 2.0
+        (9, "JPEG"),  # 4059x2700, drafted to 1/8: OpenCV's bilinear, shrink 2.3
+        (2, "PNG"),  # 902x600, no draft: Pillow's wide filter, shrink 4.0
+    ],
+)
+def test_fast_resize_stays_close_to_a_full_lanczos_reference(
+    cat_jpeg: bytes, scale: int, fmt: str
+) -> None:
     # The speed path (JPEG draft decoding at reduced scale, then bilinear) must
     # look like the slow reference: a full decode and a LANCZOS resize.
     source = Image.open(io.BytesIO(cat_jpeg)).convert("RGB")
-    data = encode(source.resize((source.width * scale, source.height * scale)), "JPEG", quality=90)
+    options = {"quality": 90} if fmt == "JPEG" else {}
+    data = encode(source.resize((source.width * scale, source.height * scale)), fmt, **options)
     reference = Image.open(io.BytesIO(data)).convert("RGB")
     expected = np.asarray(reference.resize(SIZE, Image.Resampling.LANCZOS))
     assert psnr_db(prepare_image(data, SIZE, LIMIT).pixels, expected) > 35.0

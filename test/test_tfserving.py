@@ -221,3 +221,26 @@ def test_a_batch_for_an_unloaded_version_is_sent_again_to_the_new_one() -> None:
     ]
     assert result.version == 2  # type: ignore[attr-defined]
     assert int(np.argmax(result.probabilities[0])) == 7  # type: ignore[attr-defined]
+
+
+def test_no_second_attempt_when_the_new_version_wants_other_pixels() -> None:
+    # Pixels resized for version 1's 224x224 cannot feed version 2's 192x192:
+    # the batch fails as unavailable (503, retry) rather than as a bad request.
+    served = {"versions": ((1, "AVAILABLE"),)}
+    paths: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and path == "/v1/models/mobilenet":
+            return httpx.Response(200, json=status(*served["versions"]))
+        if path.endswith("/versions/2/metadata"):
+            return httpx.Response(200, json=metadata(dims=(-1, 192, 192, 3)))
+        if path.endswith("/metadata"):
+            return httpx.Response(200, json=metadata())
+        paths.append(path)
+        served["versions"] = ((1, "END"), (2, "AVAILABLE"))
+        return httpx.Response(404, json={"error": "Servable not found"})
+
+    with pytest.raises(BackendUnavailable, match="Servable not found"):
+        run(handle)
+    assert paths == ["/v1/models/mobilenet/versions/1:predict"]
