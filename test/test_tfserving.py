@@ -195,16 +195,20 @@ def test_a_version_chosen_in_tf_serving_url_is_left_alone() -> None:
     assert paths == ["/v1/models/mobilenet/labels/stable:predict"]
 
 
-def test_a_batch_for_an_unloaded_version_is_sent_again_to_the_new_one() -> None:
-    # Version 1 was unloaded after version 2 became AVAILABLE (TF Serving's
-    # default policy): the first call 404s, the status now lists only 2.
+def version_switch(v2_dims: tuple[int, ...], paths: list[str]) -> Handler:
+    """TF Serving unloading version 1 for version 2, as its default policy does.
+
+    Version 1 answers its first predict with 404 and the status then lists only
+    version 2 (input `v2_dims`), which scores class 7 best. Predict paths go to `paths`.
+    """
     served = {"versions": ((1, "AVAILABLE"),)}
-    paths: list[str] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if request.method == "GET" and path == "/v1/models/mobilenet":
             return httpx.Response(200, json=status(*served["versions"]))
+        if path.endswith("/versions/2/metadata"):
+            return httpx.Response(200, json=metadata(dims=v2_dims))
         if path.endswith("/metadata"):
             return httpx.Response(200, json=metadata())
         paths.append(path)
@@ -214,7 +218,12 @@ def test_a_batch_for_an_unloaded_version_is_sent_again_to_the_new_one() -> None:
             return httpx.Response(404, json=body)
         return httpx.Response(200, json=scores_with_best(7))
 
-    result = run(handle)
+    return handle
+
+
+def test_a_batch_for_an_unloaded_version_is_sent_again_to_the_new_one() -> None:
+    paths: list[str] = []
+    result = run(version_switch((-1, 224, 224, 3), paths))
     assert paths == [
         "/v1/models/mobilenet/versions/1:predict",
         "/v1/models/mobilenet/versions/2:predict",
@@ -226,21 +235,7 @@ def test_a_batch_for_an_unloaded_version_is_sent_again_to_the_new_one() -> None:
 def test_no_second_attempt_when_the_new_version_wants_other_pixels() -> None:
     # Pixels resized for version 1's 224x224 cannot feed version 2's 192x192:
     # the batch fails as unavailable (503, retry) rather than as a bad request.
-    served = {"versions": ((1, "AVAILABLE"),)}
     paths: list[str] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if request.method == "GET" and path == "/v1/models/mobilenet":
-            return httpx.Response(200, json=status(*served["versions"]))
-        if path.endswith("/versions/2/metadata"):
-            return httpx.Response(200, json=metadata(dims=(-1, 192, 192, 3)))
-        if path.endswith("/metadata"):
-            return httpx.Response(200, json=metadata())
-        paths.append(path)
-        served["versions"] = ((1, "END"), (2, "AVAILABLE"))
-        return httpx.Response(404, json={"error": "Servable not found"})
-
     with pytest.raises(BackendUnavailable, match="Servable not found"):
-        run(handle)
+        run(version_switch((-1, 192, 192, 3), paths))
     assert paths == ["/v1/models/mobilenet/versions/1:predict"]
