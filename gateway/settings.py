@@ -1,6 +1,5 @@
 """The gateway's configuration: one validated class, read from the environment at start-up."""
 
-import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -8,6 +7,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.cpus import available_cpus
 
 # TF Serving's REST predict path (tf-serving-api.md section 1, "Routing"):
 # /v1/models/{name}[/versions/{N} | /labels/{label}]:predict
@@ -49,12 +50,12 @@ class Settings(BaseSettings):
     embedded_runtime: Literal["auto", "tflite", "tensorflow"] = "auto"
     # TFLite threads: all of them for a call made while the model is idle, an
     # equal share for each of the BATCH_CONCURRENCY calls that overlap.
-    inference_threads: PositiveInt = Field(default_factory=lambda: os.cpu_count() or 1)
+    inference_threads: PositiveInt = Field(default_factory=available_cpus)
 
     default_top_k: PositiveInt = 5
     max_upload_bytes: PositiveInt = 10 * 1024 * 1024
     max_image_pixels: PositiveInt = 40_000_000
-    preprocess_threads: PositiveInt = Field(default_factory=lambda: os.cpu_count() or 1)
+    preprocess_threads: PositiveInt = Field(default_factory=available_cpus)
 
     # Overload: at most this many /predict requests in flight or queued; the
     # next one gets 503 with Retry-After at once instead of waiting in a queue.
