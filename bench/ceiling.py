@@ -69,11 +69,12 @@ def measure_runtime(
     duration_s: float,
     warmup_s: float,
     retries: int,
+    setups: tuple[Setup, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every setup of `runtime` at every batch size; one JSON-ready row each."""
+    """Every setup of `runtime` (or just `setups`) at every batch size; one JSON-ready row each."""
     rows: list[dict[str, Any]] = []
     shared = TensorFlowRuntime(version_dir) if runtime == "tensorflow" else None
-    for setup in SETUPS[runtime]:
+    for setup in setups or SETUPS[runtime]:
         model = shared or LiteRuntime(version_dir / TFLITE_FILE, setup.threads, setup.copies)
         width, height = model.tensors.image_size
         pixels = prepare_image(CAT_JPEG.read_bytes(), (width, height), 10**8).pixels
@@ -150,8 +151,9 @@ def run_child(
     batches: tuple[int, ...],
     retries: int,
     out: Path,
+    setup: Setup | None = None,
 ) -> dict[str, Any]:
-    """Measure `runtime` in a fresh process; its rows, or an `error` saying why there are none."""
+    """Measure `runtime` (every setup, or one) in a fresh process; its rows, or an `error`."""
     args = [
         sys.executable,
         "-m",
@@ -171,6 +173,8 @@ def run_child(
         "--out",
         str(out),
     ]
+    if setup is not None:
+        args += ["--setup", str(SETUPS[runtime].index(setup))]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     root = Path(__file__).resolve().parent.parent
     try:
@@ -196,11 +200,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
     parser.add_argument("--retries", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--setup", type=int, help="only this setup (its index in SETUPS)")
     args = parser.parse_args(argv)
     batches = tuple(int(part) for part in args.batches.split(","))
+    setups = None if args.setup is None else (SETUPS[args.runtime][args.setup],)
     loading = time.perf_counter()
     rows = measure_runtime(
-        args.version_dir, args.runtime, batches, args.duration, args.warmup, args.retries
+        args.version_dir, args.runtime, batches, args.duration, args.warmup, args.retries, setups
     )
     result = {
         "runtime": args.runtime,

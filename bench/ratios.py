@@ -34,12 +34,16 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
         for runtime, result in results.get("ceiling", {}).items()
         if (summary := ceiling_summary(result)) is not None
     }
+    references = {
+        runtime: _reference(summary["best"], results.get("ceiling_after", {}).get(runtime))
+        for runtime, summary in ceilings.items()
+    }
     rows = results.get("pipeline", {}).get("rows", [])
     for row in rows:
         ceiling = ceilings.get(row.get("runtime") or "")
         if ceiling is None:
             continue
-        row["vs_ceiling"] = row["per_second"] / ceiling["best"]["per_second"]
+        row["vs_ceiling"] = row["per_second"] / references[row["runtime"]]["per_second"]
         if row["concurrency"] == 1:
             row["p50_over_batch1_ms"] = row["p50_ms"] - ceiling["batch1"]["p50_ms"]
     naive = _find(rows, "naive", "480x360", 16)
@@ -51,7 +55,11 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "ceilings": {
-            runtime: {"batch1": _brief(summary["batch1"]), "best": _brief(summary["best"])}
+            runtime: {
+                "batch1": _brief(summary["batch1"]),
+                "best": _brief(summary["best"]),
+                "reference": references[runtime],
+            }
             for runtime, summary in ceilings.items()
         },
         "naive_factor": naive_factor,
@@ -124,6 +132,24 @@ def _targets(
                     f"{peak:.0f} MB",
                 )
     return targets
+
+
+def _reference(best: dict[str, Any], after: dict[str, Any] | None) -> dict[str, Any]:
+    """What pipeline rows are divided by: the best setting's img/s, before and after them.
+
+    The mean of the sweep's best and the same setting measured again after the
+    pipeline; the sweep's best alone when there is no second measurement.
+    """
+    before = best["per_second"]
+    again = [row["per_second"] for row in (after or {}).get("rows", []) if row["per_second"] > 0]
+    if not again:
+        return {"per_second": before, "before": before, "after": None, "drift": None}
+    return {
+        "per_second": (before + again[0]) / 2,
+        "before": before,
+        "after": again[0],
+        "drift": again[0] / before - 1.0,
+    }
 
 
 def _brief(row: dict[str, Any]) -> dict[str, Any]:

@@ -66,9 +66,29 @@ def _main_table(results: dict[str, Any], derived: dict[str, Any]) -> str:
         lines.append(
             _row(f"ceiling {runtime}, best: batch {best['batch']} ({best['label']})", best, "img/s")
         )
+        again = results.get("ceiling_after", {}).get(runtime, {}).get("rows") or []
+        if again:
+            label = f"ceiling {runtime}, the same again after the pipeline"
+            lines.append(_row(label, again[0], "img/s"))
     for row in results.get("pipeline", {}).get("rows", []):
         label = f"{row['backend']}, {row['image']}, c={row['concurrency']}"
         lines.append(_row(label, row, "req/s"))
+    references = [
+        f"{runtime} {reference['per_second']:.1f} img/s"
+        + (
+            f" (drift {reference['drift']:+.1%} between the two)"
+            if reference["drift"] is not None
+            else ""
+        )
+        for runtime, ceiling in derived.get("ceilings", {}).items()
+        if (reference := ceiling.get("reference"))
+    ]
+    if references:
+        lines += [
+            "",
+            "÷ ceiling: each row over its runtime's best setting, averaged over the sweep and "
+            "the measurement after the pipeline: " + "; ".join(references) + ".",
+        ]
     if any(_disturbed(line) for line in lines):
         lines += [
             "",

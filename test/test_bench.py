@@ -14,8 +14,10 @@ BENCH_TIMEOUT_S = 240
 CEILING_ROWS = (
     "ceiling tensorflow, batch 1 (",
     "ceiling tensorflow, best: batch ",
+    "ceiling tensorflow, the same again after the pipeline",
     "ceiling tflite, batch 1 (",
     "ceiling tflite, best: batch ",
+    "ceiling tflite, the same again after the pipeline",
 )
 PIPELINE_ROWS = tuple(
     f"{backend}, {image}, c={concurrency}"
@@ -121,3 +123,10 @@ def test_results_are_written_as_json(bench_run: tuple[str, Path]) -> None:
     assert all(row["statuses"] == {"200": row["calls"]} for row in rows)
     assert all(row["answer_checked"] for row in rows)
     assert results["derived"]["ceilings"].keys() == {"tensorflow", "tflite"}
+    for ceiling in results["derived"]["ceilings"].values():
+        reference = ceiling["reference"]
+        # Ratios divide by the mean of the best setting before and after the pipeline.
+        assert reference["after"] > 0
+        assert reference["per_second"] == pytest.approx(
+            (reference["before"] + reference["after"]) / 2
+        )
