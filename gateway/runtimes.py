@@ -90,8 +90,9 @@ class LiteRuntime:
     """The TFLite copy of the signature, with interpreters sized for the load.
 
     On this project's 2 cores, one 2-thread interpreter answers a lone image
-    fastest (3.5 ms), while two 1-thread interpreters side by side give the
-    most images a second (287 against 256: README, Performance). So a
+    fastest (3.4 ms), while under load two 2-thread interpreters side by side
+    would put four threads on two cores: the gateway served 196 requests/s at
+    c=16 that way against 211 with 1-thread copies (README, Performance). So a
     call that finds the runtime idle borrows the wide interpreter (all
     `threads`), and calls that overlap each borrow one of `copies` narrow ones
     (`threads // copies` each). A LiteRT interpreter is not thread-safe: each
