@@ -32,14 +32,11 @@ def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT) -> float | None:
     if v2 is not None:
         quota, _, period = v2.partition(" ")
         return _ratio(quota, period or "100000")
-    v1_quota = _read(cgroup_root / "cpu" / "cpu.cfs_quota_us") or _read(
-        cgroup_root / "cpu,cpuacct" / "cpu.cfs_quota_us"
-    )
-    v1_period = _read(cgroup_root / "cpu" / "cpu.cfs_period_us") or _read(
-        cgroup_root / "cpu,cpuacct" / "cpu.cfs_period_us"
-    )
-    if v1_quota is not None and v1_period is not None:
-        return _ratio(v1_quota, v1_period)
+    for controller in ("cpu", "cpu,cpuacct"):  # v1 mounts it under either name
+        v1_quota = _read(cgroup_root / controller / "cpu.cfs_quota_us")
+        v1_period = _read(cgroup_root / controller / "cpu.cfs_period_us")
+        if v1_quota is not None and v1_period is not None:
+            return _ratio(v1_quota, v1_period)
     return None
 
 

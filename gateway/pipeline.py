@@ -38,7 +38,6 @@ class Classifier:
         self._backend = backend
         self._batcher = batcher
         self._executor = executor
-        self._model_dir = settings.model_dir  # built once: it is a new Path on every access
 
     async def classify(self, data: bytes, top_k: int) -> Classification:
         signature = await self._backend.signature()
@@ -58,7 +57,7 @@ class Classifier:
         metrics.DECODE_SECONDS.observe(decoded - started)
         metrics.INFERENCE_SECONDS.observe(inferred - decoded)
 
-        assets = load_assets(self._model_dir, version)
+        assets = load_assets(self._settings.model_dir, version)
         return Classification(
             predictions=rank_top_k(probabilities, top_k, assets.labels),
             original_size=prepared.original_size,

@@ -1,6 +1,7 @@
 """The gateway's configuration: one validated class, read from the environment at start-up."""
 
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -138,7 +139,7 @@ class Settings(BaseSettings):
         host = urlsplit(self.tf_serving_url).hostname or "localhost"
         return f"[{host}]:8500" if ":" in host else f"{host}:8500"
 
-    @property
+    @cached_property  # on the request path: built once, not per call
     def model_dir(self) -> Path:
         """Where this model's numbered versions live on local disk."""
         return self.model_base_path / self.model_name
