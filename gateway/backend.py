@@ -1,7 +1,7 @@
 """What every model backend offers the pipeline, whatever runs the model."""
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -16,6 +16,8 @@ class ModelSignature:
     image_size: tuple[int, int]  # (width, height) the input tensor wants
     num_classes: int
     signature_name: str = "serving_default"
+    # TF Serving's metadata document for this version (`/model` serves it as it is).
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class ModelStatus:
     state: str  # TF Serving's state names: AVAILABLE, LOADING, END, ... or UNREACHABLE
     version: int | None = None
     detail: str = ""
+    # TF Serving's status document (`/health` serves it as it is); None when there is none.
+    document: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class Backend(Protocol):
 
     async def signature(self) -> ModelSignature:
         """The serving version's signature; raises BackendUnavailable if none is ready."""
+
+    def served_version(self) -> int | None:
+        """The version that answered last or is loaded now, known without asking anyone."""
 
     async def predict(self, images: np.ndarray) -> BatchPrediction:
         """Score a uint8 batch shaped (batch, height, width, 3)."""

@@ -10,7 +10,7 @@ requests keep using the old one meanwhile, even if its folder is deleted.
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from gateway.backend import BatchPrediction, ModelSignature, ModelStatus
 from gateway.errors import BackendError, BackendUnavailable
 from gateway.runtimes import Runtime, load_runtime
+from gateway.serving_documents import metadata_document, status_document
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class EmbeddedBackend:
         self._load_task: asyncio.Task[None] | None = None
         self._load_error = ""
         self._failed_versions: set[int] = set()
+        self._loading_version: int | None = None  # the first load's, for the status document
 
     def describe(self) -> dict[str, str]:
         runtime = self._loaded.runtime.name if self._loaded else self._settings.embedded_runtime
@@ -60,16 +62,25 @@ class EmbeddedBackend:
     async def status(self) -> ModelStatus:
         self._load_newer_in_background()
         if self._loaded is not None:
-            return ModelStatus(True, "AVAILABLE", self._loaded.signature.version)
+            loaded = self._loaded.signature.version
+            return ModelStatus(
+                True, "AVAILABLE", loaded, document=status_document(loaded, "AVAILABLE")
+            )
+        version = self._loading_version
         if self._load_error:
-            return ModelStatus(False, "END", detail=self._load_error)
-        return ModelStatus(False, "LOADING", detail="the model is loading and warming up")
+            document = status_document(version, "END", self._load_error)
+            return ModelStatus(False, "END", version, self._load_error, document)
+        detail = "the model is loading and warming up"
+        return ModelStatus(False, "LOADING", version, detail, status_document(version, "LOADING"))
 
     async def signature(self) -> ModelSignature:
         if self._loaded is None:
             status = await self.status()
             raise BackendUnavailable(f"The embedded model is not ready: {status.detail}.")
         return self._loaded.signature
+
+    def served_version(self) -> int | None:
+        return self._loaded.signature.version if self._loaded else None
 
     async def predict(self, images: np.ndarray) -> BatchPrediction:
         loaded = self._loaded
@@ -98,6 +109,8 @@ class EmbeddedBackend:
         loop = asyncio.get_running_loop()
         try:
             version = version or newest_version(self._settings.model_dir)
+            if self._loaded is None:
+                self._loading_version = version
             loaded = await loop.run_in_executor(self._executor, self._load_version, version)
         except Exception as exc:
             logger.error("embedded backend: loading version %s failed: %s", version, exc)
@@ -133,7 +146,8 @@ class EmbeddedBackend:
             image_size=tensors.image_size,
             num_classes=tensors.num_classes,
         )
-        return _Loaded(signature, runtime)
+        metadata = metadata_document(settings.model_name, signature)
+        return _Loaded(replace(signature, metadata=metadata), runtime)
 
 
 def newest_version(model_dir: Path) -> int:

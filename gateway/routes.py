@@ -19,6 +19,10 @@ from gateway.problems import documented
 from gateway.settings import Settings
 
 MAX_TOP_K = 1001
+# The names and sentences the original API sent; its clients match on them.
+SERVICE_NAME = "ml-inference-gateway"
+PREDICT_NOTE = "Class IDs correspond to ImageNet labels. Top prediction is first."
+USAGE = 'curl -X POST -F "file=@image.jpg" http://localhost:8000/predict'
 
 router = APIRouter()
 
@@ -62,7 +66,7 @@ def json_response(
 async def index(settings: SettingsDep, backend: BackendDep) -> Response:
     return json_response(
         {
-            "service": "ml-inference-pipeline gateway",
+            "service": SERVICE_NAME,
             "version": __version__,
             **backend.describe(),
             "model": settings.model_name,
@@ -77,6 +81,7 @@ async def index(settings: SettingsDep, backend: BackendDep) -> Response:
                 "GET /model": "the served model version, its signature and provenance",
                 "GET /docs": "OpenAPI UI",
             },
+            "usage": USAGE,
             "accepted_formats": accepted_format_names(),
             "limits": {
                 "max_upload_bytes": settings.max_upload_bytes,
@@ -110,10 +115,17 @@ async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
     assets = _assets_for(settings, status)
     body: dict[str, Any] = {
         "status": "healthy" if status.ready else "unhealthy",
+        "gateway": "operational",
+        # The original's word for "the model server answers"; in-process, the model is the server.
+        "tf_serving": "disconnected" if status.state == "UNREACHABLE" else "connected",
         "ready": status.ready,
         "backend": backend.name,
-        "model": _model_summary(settings, status, assets),
+        "served_model": _model_summary(settings, status, assets),
     }
+    if status.document is not None:
+        body["model"] = status.document
+    if not status.ready:
+        body["error"] = status.detail or f"no version is AVAILABLE (state {status.state})"
     if status.detail:
         body["detail"] = status.detail
     if assets.warning:
@@ -148,10 +160,13 @@ async def predict(
     result = await run_bounded(
         classifier.classify(data, top_k or settings.default_top_k), request.receive, timeout
     )
+    width, height = result.original_size
     body: dict[str, Any] = {
         "success": True,
         "filename": file.filename,
-        "original_size": list(result.original_size),
+        "original_size": f"{width}x{height}",
+        "original_width": width,
+        "original_height": height,
         "format": result.image_format,
         "predictions": result.predictions,
         "inference_time_ms": round(result.inference_ms, 2),
@@ -159,10 +174,12 @@ async def predict(
         "total_time_ms": round((time.perf_counter() - started) * 1000.0, 2),
         "model": {
             "name": settings.model_name,
-            "version": result.version,
+            "version": str(result.version),
             "backend": backend.name,
             "weights": result.assets.weights,
+            "weights_source": result.assets.export_info.get("source"),
         },
+        "note": PREDICT_NOTE,
     }
     if result.assets.warning:
         body["warning"] = result.assets.warning
@@ -175,8 +192,14 @@ async def metrics_json(settings: SettingsDep, backend: BackendDep) -> Response:
     total = sum(counts.values())
     successes = counts.get("success", 0)
     uptime = time.time() - metrics.PROCESS_STARTED
+    version = backend.served_version()
+    if version is None:
+        version = (await backend.status()).version
     return json_response(
         {
+            "service": SERVICE_NAME,
+            "model": settings.model_name,
+            "model_version": "unknown" if version is None else str(version),
             "requests_total": total,
             "successful_requests_total": successes,
             "errors_total": total - successes,
@@ -216,6 +239,7 @@ async def model(settings: SettingsDep, backend: BackendDep) -> Response:
     assets = load_assets(settings.model_dir, signature.version)
     info = assets.export_info
     body: dict[str, Any] = {
+        **signature.metadata,
         **_model_summary(settings, status, assets),
         **backend.describe(),
         "signature": {

@@ -8,6 +8,7 @@ REST for metadata even when predicting over gRPC).
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any, Protocol
 
 import httpx
@@ -92,10 +93,10 @@ class TFServingBackend:
             problem = await self._learn_signature(status.version)
             if problem:
                 detail = f"version {status.version} cannot be served by this gateway: {problem}"
-                return ModelStatus(False, status.state, status.version, detail)
+                return replace(status, ready=False, detail=detail)
             transport_problem = self._predictor.problem() if self._predictor else ""
             if transport_problem:
-                return ModelStatus(False, "UNREACHABLE", status.version, transport_problem)
+                return replace(status, ready=False, state="UNREACHABLE", detail=transport_problem)
         return status
 
     async def signature(self) -> ModelSignature:
@@ -104,6 +105,9 @@ class TFServingBackend:
             if self._signature is None:
                 raise BackendUnavailable(f"No model version is being served yet: {status.detail}")
         return self._signature
+
+    def served_version(self) -> int | None:
+        return self._signature.version if self._signature else None
 
     async def predict(self, images: np.ndarray) -> BatchPrediction:
         if self._predictor is None:
@@ -151,7 +155,9 @@ class TFServingBackend:
             try:
                 response = await self._client.get(url)
                 response.raise_for_status()
-                self._signature = parse_signature(response.json(), version)
+                document = response.json()
+                signature = parse_signature(document, version)
+                self._signature = replace(signature, metadata=document)
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 logger.warning("could not use the metadata of version %d: %s", version, exc)
                 return str(exc) if isinstance(exc, ValueError) else "its metadata is unreadable"
@@ -190,14 +196,17 @@ def parse_signature(metadata: dict[str, Any], version: int) -> ModelSignature:
 
 def _parse_status(response: httpx.Response) -> ModelStatus:
     try:
-        entries = response.json()["model_version_status"]
+        document = response.json()
+        entries = document["model_version_status"]
         versions = [(int(entry["version"]), str(entry["state"])) for entry in entries]
     except (ValueError, KeyError, TypeError):
         return ModelStatus(False, "UNKNOWN", detail="TF Serving sent an unreadable status")
     available = [version for version, state in versions if state == "AVAILABLE"]
     if available:
-        return ModelStatus(True, "AVAILABLE", max(available))
+        return ModelStatus(True, "AVAILABLE", max(available), document=document)
     if not versions:
-        return ModelStatus(False, "UNKNOWN", detail="TF Serving lists no version")
+        return ModelStatus(
+            False, "UNKNOWN", detail="TF Serving lists no version", document=document
+        )
     version, state = max(versions)
-    return ModelStatus(False, state, version, f"version {version} is {state}")
+    return ModelStatus(False, state, version, f"version {version} is {state}", document)

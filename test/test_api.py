@@ -21,9 +21,9 @@ def test_health_reports_available_untrained_version(any_gateway: Process) -> Non
     body = response.json()
     assert response.status_code == 200
     assert body["status"] == "healthy"
-    assert body["model"]["version"] == 1
-    assert body["model"]["state"] == "AVAILABLE"
-    assert body["model"]["weights"] == "untrained"
+    assert body["served_model"]["version"] == 1
+    assert body["served_model"]["state"] == "AVAILABLE"
+    assert body["served_model"]["weights"] == "untrained"
     assert "UNTRAINED" in body["warning"]
 
 
@@ -39,7 +39,8 @@ def test_predict_returns_the_contract_fields(any_gateway: Process, cat_jpeg: byt
     assert response.status_code == 200, body
     assert body["success"] is True
     assert body["filename"] == "cat.jpg"
-    assert body["original_size"] == [451, 300]
+    assert body["original_size"] == "451x300"
+    assert (body["original_width"], body["original_height"]) == (451, 300)
     assert len(body["predictions"]) == 5
     for prediction in body["predictions"]:
         assert set(prediction) >= CONTRACT_PREDICTION_FIELDS
@@ -51,9 +52,10 @@ def test_predict_returns_the_contract_fields(any_gateway: Process, cat_jpeg: byt
     assert body["total_time_ms"] >= body["inference_time_ms"]
     assert body["model"] == {
         "name": "mobilenet",
-        "version": 1,
+        "version": "1",
         "backend": body["model"]["backend"],
         "weights": "untrained",
+        "weights_source": "random",
     }
     assert "UNTRAINED" in body["warning"]
 

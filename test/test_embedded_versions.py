@@ -40,7 +40,7 @@ def test_a_new_version_is_swapped_in_under_load_without_failures(
             response = post_image(front.url, cat_jpeg)
             statuses.append(response.status_code)
             if response.status_code == 200:
-                versions.add(response.json()["model"]["version"])
+                versions.add(int(response.json()["model"]["version"]))
 
     worker = threading.Thread(target=load)
     worker.start()

@@ -79,7 +79,7 @@ def test_a_new_version_rolls_out_under_load_without_a_failed_request(
                 if response.status_code != 200 or len(response.json()["predictions"]) != 5:
                     failures.append((response.status_code, response.text))
                     continue
-                seen.append(response.json()["model"]["version"])
+                seen.append(int(response.json()["model"]["version"]))
 
     clients = [threading.Thread(target=load, args=(seen,)) for seen in versions_by_client]
     for client in clients:
