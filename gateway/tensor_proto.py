@@ -1,7 +1,7 @@
 """Just enough of the protobuf wire format to speak TF Serving's Predict over gRPC.
 
 The official Python stubs (tensorflow-serving-api) depend on all of TensorFlow,
-which the gateway image must not carry (tf-serving-api.md section 3). The
+which the gateway image must not carry (docs/tf-serving-protocol.md §6). The
 messages needed are small, so they are encoded here by field number, as
 declared in TF Serving's apis/predict.proto and apis/model.proto and
 TensorFlow's framework/tensor.proto, tensor_shape.proto and types.proto. The

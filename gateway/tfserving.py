@@ -1,9 +1,9 @@
 """Where the TF Serving client is: status and metadata over REST, predict over gRPC or REST.
 
-Protocol facts come from ../shared/reference/tf-serving-api.md (section 1):
+Protocol facts come from docs/tf-serving-protocol.md §2:
 status is `GET /v1/models/NAME` and answers 200 even when nothing is
-AVAILABLE; metadata is `GET .../versions/N/metadata` (the reference advises
-REST for metadata even when predicting over gRPC).
+AVAILABLE; metadata is `GET .../versions/N/metadata` (read over REST even
+when predicting over gRPC).
 """
 
 import asyncio

@@ -1,7 +1,7 @@
 """Predict over TF Serving's gRPC API: pixels as one binary TensorProto.
 
-`/tensorflow.serving.PredictionService/Predict` (tf-serving-api.md section 3)
-carries the uint8 batch as `tensor_content`, 150 KB an image instead of about
+`/tensorflow.serving.PredictionService/Predict` (docs/tf-serving-protocol.md §6)
+carries the uint8 batch as `tensor_content` (§7), 150 KB an image instead of about
 600 KB of JSON, and neither side parses text. Messages are encoded by
 `tensor_proto`, so the gateway needs grpcio but not TensorFlow.
 """

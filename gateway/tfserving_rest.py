@@ -1,6 +1,6 @@
 """Predict over TF Serving's REST API: uint8 pixels as JSON integers in the columnar form.
 
-tf-serving-api.md section 1: `POST .../v1/models/NAME:predict` with
+docs/tf-serving-protocol.md §3-§5: `POST .../v1/models/NAME:predict` with
 `{"signature_name", "inputs": {name: nested list}}` answers `{"outputs": ...}`
 or `{"error": "..."}`. orjson encodes the numpy buffer directly.
 
@@ -98,7 +98,7 @@ def encode_request(images: np.ndarray, signature: ModelSignature) -> bytes:
 
 
 def translate_status(code: int, message: str) -> Exception:
-    """TF Serving's HTTP status (its error-code table, section 1) to the gateway's error."""
+    """TF Serving's HTTP status (docs/tf-serving-protocol.md §5.1) to the gateway's error."""
     if code == 404:
         return ServableGone(f"TF Serving has no servable version: {message}")
     if code in (429, 503):

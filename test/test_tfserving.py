@@ -16,7 +16,7 @@ MODEL_URL = "http://tfs:8501/v1/models/mobilenet"
 
 
 def metadata(dtype: str = "DT_UINT8", dims: tuple[int, ...] = (-1, 224, 224, 3)) -> dict:
-    """TF Serving's metadata JSON (tf-serving-api.md section 1), with string dim sizes."""
+    """TF Serving's metadata JSON (docs/tf-serving-protocol.md §2.2), with string dim sizes."""
     shape = {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False}
     out_shape = {"dim": [{"size": "-1", "name": ""}, {"size": "1001", "name": ""}]}
     return {

@@ -1,7 +1,7 @@
 """The TF Serving double (test/tfserving_double), driven as a subprocess over real HTTP.
 
-Expected values come from /work/shared/reference/tf-serving-api.md and the TF
-Serving sources it cites (http_rest_api_handler_test.cc, json_tensor_test.cc,
+Expected values come from docs/tf-serving-protocol.md and the TF Serving
+sources it cites (http_rest_api_handler_test.cc, json_tensor_test.cc,
 saved_model_half_plus_two_2_versions_metadata.json).
 """
 
@@ -455,7 +455,7 @@ ELEMENT = "Failed to process element: {} of 'instances' list. Error: INVALID_ARG
             PREDICT,
             '{"instances": 5}',
             400,
-            "JSON Value: {\n    \"instances\": 5\n} Excepting 'instances' to be an list/array",
+            "JSON Value: {\n    \"instances\": 5\n} Expecting 'instances' to be an list/array",
         ),
         (
             PREDICT,

@@ -1,7 +1,7 @@
 """The TF Serving double's gRPC API (tfserving_double/grpc_*.py), driven as a subprocess.
 
 Calls go through the official stubs from tensorflow_serving.apis. Expected
-values come from /work/shared/reference/tf-serving-api.md (sections 1 and 3)
+values come from docs/tf-serving-protocol.md (REST §1-§5, gRPC §6-§7)
 and the TF Serving sources the double cites (predict_util.cc,
 tensorflow/cc/saved_model/util.cc, get_model_status_impl.cc,
 get_model_metadata_impl.cc); where both protocols carry the same data, the

@@ -3,8 +3,8 @@
 The real `tensorflow_model_server` cannot run here, so the gateway's tests run
 against this double. It follows TF Serving's REST and gRPC protocols as read from the TF
 Serving source (github.com/tensorflow/serving, release 2.20.0; paths below are
-relative to `tensorflow_serving/`), summarised in
-/work/shared/reference/tf-serving-api.md. Where the double and the real server
+relative to `tensorflow_serving/`), summarised in docs/tf-serving-protocol.md
+(§12: what the double covers). Where the double and the real server
 differ, the real server is right; each known difference is written down in the
 module that has it.
 

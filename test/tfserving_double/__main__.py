@@ -5,7 +5,7 @@ the model's versions are loaded, and only then are the ports opened (ServerCore
 blocks in `ConnectAdaptersToManagerAndAwaitModelLoads` until the model is
 AVAILABLE; with no version directory it waits for one; a failed initial load
 ends the process with "Failed to start server."). Reference:
-/work/shared/reference/tf-serving-api.md, sections 4 and 5 ("Startup").
+docs/tf-serving-protocol.md §9 (flags) and §11 (start-up).
 
 Then, as in server.cc `BuildAndStart`, the gRPC server starts on `--port`
 (grpc_server.py), then REST on `--rest_api_port`; a REST port equal to the

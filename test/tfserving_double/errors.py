@@ -2,8 +2,7 @@
 
 Codes are tensorflow.error.Code (tensorflow/core/protobuf/error_codes.proto).
 The HTTP mapping is TFS/model_servers/http_server.cc `ToHTTPStatusCode`
-(reference: /work/shared/reference/tf-serving-api.md, section 1 "Error body
-and HTTP status").
+(reference: docs/tf-serving-protocol.md §5.1).
 """
 
 from __future__ import annotations

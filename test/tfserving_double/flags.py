@@ -6,7 +6,7 @@ tensorflow/core/util/command_line_flags.cc: only `--name=value` is understood
 server with the usage text; an unknown argument is only reported
 ("unknown argument: ...", the first one) and the server starts anyway.
 Defaults are TFS/model_servers/server.h `Options`. Reference:
-/work/shared/reference/tf-serving-api.md, section 4.
+docs/tf-serving-protocol.md §9.
 
 `--control_port` is the double's own flag (fault injection, see faults.py).
 Flags in `_ACCEPTED` are known to TF Serving and accepted, but change nothing

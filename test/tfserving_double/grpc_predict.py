@@ -16,8 +16,8 @@ The checks and their order follow TFS/servables/tensorflow/predict_util.cc
    (tensorflow/core/framework/function.cc `FunctionCallFrame::SetArgs`):
    INVALID_ARGUMENT "Expects arg[i] to be float but uint8 is provided", where i
    counts the feeds sorted by tensor name.
-Reference: /work/shared/reference/tf-serving-api.md, section 3 and section 1
-(the predict case table, "missing signature").
+Reference: docs/tf-serving-protocol.md §6 and §5.2 (the predict failures,
+"signature not in the model").
 
 Differences: protobuf maps have no defined order, so where TF Serving walks a
 map the double walks it sorted by key (it only shows in which of several

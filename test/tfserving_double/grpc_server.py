@@ -6,7 +6,7 @@ port, `SetMaxMessageSize(kint32max)`) and grpc_status_util.cc `ToGRPCStatus`
 over 1024 characters are cut and end in "...TRUNCATED"). The servicers are the
 official generated ones from tensorflow_serving.apis, so method paths are
 `/tensorflow.serving.PredictionService/Predict` etc. Reference:
-/work/shared/reference/tf-serving-api.md, section 3 and section 2 (size limits).
+docs/tf-serving-protocol.md §6 and §8 (size limits).
 
 Differences: the double listens on 127.0.0.1 (TF Serving on 0.0.0.0) and turns
 SO_REUSEPORT off, so a port already in use fails the start-up instead of being

@@ -3,7 +3,7 @@
 Follows TFS/model_servers/prediction_service_impl.cc, model_service_impl.cc,
 get_model_status_impl.cc and TFS/servables/tensorflow/get_model_metadata_impl.cc;
 the predict checks themselves are in grpc_predict.py, the gRPC server in
-grpc_server.py. Reference: /work/shared/reference/tf-serving-api.md, section 3.
+grpc_server.py. Reference: docs/tf-serving-protocol.md §6.
 
 - Predict takes the same servable as REST: the latest AVAILABLE version unless
   the ModelSpec names a version (a version_label is "Unrecognized", as without a
@@ -20,10 +20,8 @@ grpc_server.py. Reference: /work/shared/reference/tf-serving-api.md, section 3.
   Any; model_spec has the name and version, no signature_name.
 - GetModelStatus gives the REST status data; a version_label is ignored, as
   GetModelStatusImpl only looks at `version`.
-
-Difference: an unknown metadata_field gives "Metadata field NAME is not
-supported"; TF Serving's source passes a printf-style "%s" to StrCat, so the
-real text may read "Metadata field %s is not supportedNAME".
+- An unknown metadata_field gives "Metadata field NAME is not supported", the
+  text of the request check in get_model_metadata_impl.cc (2.20.0 and later).
 """
 
 from __future__ import annotations

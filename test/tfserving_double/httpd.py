@@ -5,7 +5,7 @@ evhttp_server.cc, evhttp_request.cc): keep-alive connections, request bodies
 with `Content-Encoding: gzip` decompressed up to 100 MB before the handler sees
 them (a body that fails to decompress reaches the handler empty), and the path
 handed to handlers is the path plus `?query`. Reference:
-/work/shared/reference/tf-serving-api.md, section 1 ("Routing").
+docs/tf-serving-protocol.md §1.
 
 The double uses `http.server.ThreadingHTTPServer` (one thread per connection)
 bound to 127.0.0.1. An application is a callable `(method, path, body) ->

@@ -3,8 +3,8 @@
 Follows TFS/util/json_tensor.cc (`FillPredictRequestFromJson`, `FillSignature`,
 `FillTensorMapFromInstancesList`, `FillTensorMapFromInputsMap`,
 `FillTensorProto`, `AddValueToTensor`, `JsonDecodeBase64Object`) and
-g3doc/api_rest.md. Reference: /work/shared/reference/tf-serving-api.md,
-section 1 ("Predict request", the predict case table) and section 2 (numbers).
+g3doc/api_rest.md. Reference: docs/tf-serving-protocol.md §3 (the request,
+numbers) and §5.2 (the predict failures).
 
 Each value becomes a tensor in json_tensor.py; this module handles the
 document: "signature_name", "instances" (row form: one element per example,
@@ -68,10 +68,9 @@ def read_predict_inputs(
                 "keys to exist ",
             )
         instances = doc["instances"]
-        # "Excepting" is TF Serving's own spelling (json_tensor.cc); the reference
-        # table quotes it as "Expecting".
+        # Word for word from tensorflow_serving/util/json_tensor.cc, "an list" included.
         if not isinstance(instances, list):
-            raise format_error(doc, "Excepting 'instances' to be an list/array")
+            raise format_error(doc, "Expecting 'instances' to be an list/array")
         if not instances:
             raise format_error(doc, "No values in 'instances' array")
         return _tensors_from_instances(instances, inputs, allow_fast), ROW

@@ -3,8 +3,7 @@
 Follows TFS/util/json_tensor.cc (`MakeJsonFromTensors`,
 `MakeRowFormatJsonFromTensors`, `MakeColumnarFormatJsonFromTensors`,
 `AddTensorValues`, `WriteDecimal`). Reference:
-/work/shared/reference/tf-serving-api.md, section 1 ("Predict response") and
-section 2.
+docs/tf-serving-protocol.md §4.
 
 A row request gets `{"predictions": [...]}` (one entry per batch item, an
 object per item when there are several outputs), a columnar one

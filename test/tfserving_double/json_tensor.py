@@ -3,15 +3,15 @@
 Follows TFS/util/json_tensor.cc (`GetDenseTensorShape`, `FillTensorProto`,
 `AddValueToTensor`, `JsonDecodeBase64Object`, `IsValBase64Object`). The shape is
 read along first elements, every list must match it, every scalar must suit
-the signature's dtype. Reference: /work/shared/reference/tf-serving-api.md,
-section 1 (predict case table) and section 2 (numbers).
+the signature's dtype. Reference: docs/tf-serving-protocol.md §3 (values,
+numbers) and §5.2 (the predict failures).
 
 Speed: a list that would pass every check is turned into an array by one
 `np.asarray` call (`fast_tensor`). Anything it cannot vouch for (strings, base64
 objects, mixed or out-of-range values, ragged lists) is walked value by value,
 which yields TF Serving's exact error message.
 
-Numbers follow section 2: DT_FLOAT/DT_DOUBLE take any JSON number (float32
+Numbers follow §3: DT_FLOAT/DT_DOUBLE take any JSON number (float32
 overflow becomes inf); the integer types need JSON integers (`1.0` is
 rejected) within IsInt/IsInt64/IsUint/IsUint64 range; 8- and 16-bit types are
 then narrowed like TensorProto.int_val (300 for DT_UINT8 becomes 44, as TF's

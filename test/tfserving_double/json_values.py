@@ -3,8 +3,8 @@
 TFS/util/json_tensor.cc `ParseJson` parses with RapidJSON and
 `kParseNanAndInfFlag`, so `NaN`, `Inf`, `-Inf`, `Infinity` and `-Infinity`
 are accepted as bare tokens, and parsing stops after the first top-level value
-(trailing bytes are ignored). Reference: /work/shared/reference/tf-serving-api.md,
-section 1 (predict case table) and section 2.
+(trailing bytes are ignored). Reference: docs/tf-serving-protocol.md §3
+(JSON dialect), §4 (numbers) and §5.2 (the predict failures).
 
 orjson is tried first because it is several times faster than the json module;
 it rejects the non-finite tokens, trailing bytes and integers wider than 64 bits,

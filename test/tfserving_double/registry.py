@@ -16,8 +16,7 @@ One model, served with TF Serving's defaults:
   every version ever seen stays listed, highest first; unloaded ones are END.
 - Handles (TFS/core/basic_manager.cc): `Latest(name)` is the highest AVAILABLE
   version; anything else is NOT_FOUND "Servable not found for request: ...".
-Reference: /work/shared/reference/tf-serving-api.md, section 5 and section 1
-("Model status").
+Reference: docs/tf-serving-protocol.md §10 and §2.1 (status).
 """
 
 from __future__ import annotations

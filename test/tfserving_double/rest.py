@@ -6,7 +6,7 @@ Follows TFS/model_servers/http_server.cc (`RestApiRequestDispatcher`,
 `ProcessModelMetadataRequest`, `GetInfoMap`), http_rest_api_util.cc
 (`kPredictionApiGegex`, `kModelStatusApiRegex`, `ParseModelInfo`,
 `ToJsonString`) and get_model_status_impl.cc. Reference:
-/work/shared/reference/tf-serving-api.md, section 1.
+docs/tf-serving-protocol.md §1-§5.
 
 - Only paths matching `(?i)/v1/.*` reach the API; anything else gets libevent's
   HTML 404 page (evhttp_send_error). The path includes any `?query`.
@@ -17,8 +17,8 @@ Follows TFS/model_servers/http_server.cc (`RestApiRequestDispatcher`,
   an error body, so that 400 has an empty body (as in http_rest_api_handler.cc).
 - Status with a version label: GetModelStatusImpl only looks at `version`, so
   TF Serving ignores the label and lists every version; the double does the
-  same. (The reference lists "unknown label -> 400" for status too; the source
-  only raises it where a servable handle is taken: predict and metadata.)
+  same (docs/tf-serving-protocol.md §2.1, §13): "unknown label -> 400" only
+  comes where a servable handle is taken, predict and metadata.
 - classify/regress are not implemented: 501 UNIMPLEMENTED.
 """
 

@@ -8,7 +8,7 @@ function. Signature metadata (dtypes, shapes, tensor names, method names,
 `__saved_model_init_op`) is read from the MetaGraphDef in saved_model.pb, as
 TFS/servables/tensorflow/get_model_metadata_impl.cc returns it, and the same
 TensorInfo dtypes drive request parsing (http_rest_api_handler.cc `GetInfoMap`).
-Reference: /work/shared/reference/tf-serving-api.md, sections 1 and 5.
+Reference: docs/tf-serving-protocol.md §2.2, §3 and §10.
 
 Difference: TF Serving feeds tensors to graph nodes without checking them
 against the signature, so a wrong shape fails inside an op with that op's

@@ -18,8 +18,8 @@ Decoding follows tensorflow/core/framework/tensor.cc `Tensor::FromProto`:
 Encoding follows `Tensor::AsProtoField` (the typed fields, TF Serving's default
 for predict responses) and `Tensor::AsProtoTensorContent` (with
 `--enable_serialization_as_tensor_content`; TFS/servables/tensorflow/predict_util.cc
-`PostProcessPredictionResult`). Reference: /work/shared/reference/tf-serving-api.md,
-section 3 ("Clients must decode both forms").
+`PostProcessPredictionResult`). Reference: docs/tf-serving-protocol.md §7
+(a client must decode both forms).
 
 Not covered: quantized, float8, int4, resource and variant dtypes.
 """

@@ -5,8 +5,7 @@ TF Serving reads `assets.extra/tf_serving_warmup_requests`, a TFRecord file of
 version is still LOADING; any failure fails the load
 (TFS/servables/tensorflow/saved_model_warmup.cc, saved_model_warmup_util.cc;
 flag `--enable_model_warmup`, default true). Reference:
-/work/shared/reference/tf-serving-api.md, section 4 "load behaviour" and
-docs/model-contract.md.
+docs/tf-serving-protocol.md §10 (warm-up) and docs/model-contract.md.
 
 The double replays `predict_log` records. classify, regress and
 multi_inference records are skipped with a warning (the double serves no
