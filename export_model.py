@@ -1,7 +1,9 @@
-"""Export MobileNetV2 as a TF Serving model version, models/<name>/<N>/ (docs/model-contract.md).
+"""Export an ImageNet classifier as a TF Serving model version, models/<name>/<N>/.
 
-Examples:
-python export_model.py                                   # TF Hub weights (needs network)
+The layout and signature are docs/model-contract.md's. Examples:
+python export_model.py                                   # TF Hub MobileNetV2 (needs network)
+python export_model.py --source efficientnet-lite0       # real weights offline, from a package:
+                                                         #   models/efficientnet_lite0/<N>/
 python export_model.py --source random                   # untrained; offline wiring/tests
 python export_model.py --source keras-weights --weights mobilenet_v2_..._1.0_224.h5
 python export_model.py --handle /copied/tfhub/model      # TF Hub model copied by hand
@@ -21,19 +23,29 @@ from modelexport.options import (
     DEFAULT_SEED,
     DEFAULT_SOURCE,
     SOURCE_ENV,
+    SOURCE_MODEL_NAMES,
     SOURCES,
     SourceName,
 )
 
 if TYPE_CHECKING:
     from modelexport.export import ExportResult
+    from modelexport.photo_check import PhotoCheck
     from modelexport.tflite import TfliteCheck
+
+# The option each source takes besides the common ones.
+SOURCE_OPTIONS: dict[str, str | None] = {
+    "hub": "--handle",
+    "keras-weights": "--weights",
+    "random": "--seed",
+    "efficientnet-lite0": None,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Describe the command line."""
     parser = argparse.ArgumentParser(
-        description="Write a MobileNetV2 model version for TF Serving, atomically.",
+        description="Write an ImageNet classifier model version for TF Serving, atomically.",
         epilog="Exit status: 0 written and verified, 1 export refused or failed, 2 bad usage.",
     )
     parser.add_argument(
@@ -49,7 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", type=Path, help="Keras MobileNetV2 ImageNet .h5 file, for keras-weights"
     )
     parser.add_argument("--model-dir", type=Path, default=Path(DEFAULT_MODEL_DIR))
-    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    named = ", ".join(
+        f"{name} for --source {source}" for source, name in SOURCE_MODEL_NAMES.items()
+    )
+    parser.add_argument(
+        "--model-name",
+        help=f"model folder under --model-dir (default {DEFAULT_MODEL_NAME}; {named})",
+    )
     parser.add_argument(
         "--version", type=positive_int, help="version number (default: the next free one)"
     )
@@ -83,7 +101,7 @@ def resolve_source(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     if source not in SOURCES:
         parser.error(f"{SOURCE_ENV}={source!r} is not one of {', '.join(SOURCES)}")
     stray = {"--handle": args.handle, "--weights": args.weights, "--seed": args.seed}
-    allowed = {"hub": "--handle", "keras-weights": "--weights", "random": "--seed"}[source]
+    allowed = SOURCE_OPTIONS[source]
     for flag, value in stray.items():
         if value is not None and flag != allowed:
             parser.error(f"{flag} does not apply to --source {source}")
@@ -122,6 +140,7 @@ def format_summary(result: "ExportResult") -> str:
         f"-> probabilities {list(check.output_shape)}"
     )
     lines += describe_tflite(result.tflite)
+    lines += describe_photos(result.photos)
     lines.append(
         f"  assets:    labels.txt ({NUM_CLASSES} labels), export_info.json, "
         f"tf_serving_warmup_requests ({result.warmup_records} request)"
@@ -131,7 +150,8 @@ def format_summary(result: "ExportResult") -> str:
         lines += [
             banner,
             "!! UNTRAINED: random weights. Its predictions are meaningless; use it only for",
-            "!! wiring and tests. Export --source hub or --source keras-weights to classify.",
+            "!! wiring and tests. Export --source hub, efficientnet-lite0 or keras-weights to",
+            "!! classify.",
             banner,
         ]
     return "\n".join(lines)
@@ -146,6 +166,21 @@ def describe_tflite(check: "TfliteCheck | None") -> list[str]:
         f"             uint8 batch {list(check.batch_shape)}: same top-5 as the SavedModel, "
         f"max abs diff {check.max_abs_diff:.1e}",
     ]
+
+
+def describe_photos(check: "PhotoCheck | None") -> list[str]:
+    """List each runtime's top-3 for each reference photo, once they all came out right."""
+    if check is None:
+        return []
+    lines = ["  photos:    right top-1 for every reference photo (224x224, bilinear); top-3:"]
+    for result in check.results:
+        ranked = ", ".join(f"{p.class_id} {p.label} {p.probability:.3f}" for p in result.top)
+        lines.append(f"    {result.photo.name:<12} {result.runtime:<10} {ranked}")
+    if check.max_abs_diff is not None:
+        lines.append(
+            f"    SavedModel and TFLite differ by at most {check.max_abs_diff:.1e} on these"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

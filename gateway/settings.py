@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.cpus import available_cpus
 
-# TF Serving's REST predict path (tf-serving-api.md section 1, "Routing"):
+# TF Serving's REST predict path (docs/tf-serving-protocol.md §1):
 # /v1/models/{name}[/versions/{N} | /labels/{label}]:predict
 _PREDICT_PATH = re.compile(
     r"^(?P<model>/v1/models/(?P<name>[^/:]+))(?P<selector>/versions/\d+|/labels/[^/:]+)?:predict$"
@@ -76,6 +76,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_tf_serving_url(self) -> "Settings":
+        if "tf_serving_url" not in self.model_fields_set:
+            # Unset: the default server, asked for MODEL_NAME (whatever model that is).
+            self.tf_serving_url = f"http://localhost:8501/v1/models/{self.model_name}:predict"
+            return self
         parts = urlsplit(self.tf_serving_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"TF_SERVING_URL must be an http(s) URL, got {self.tf_serving_url!r}")

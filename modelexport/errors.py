@@ -15,3 +15,7 @@ class VersionExists(ExportError):
 
 class VerificationFailed(ExportError):
     """The written SavedModel does not honour the model contract."""
+
+
+class CheckpointUnreadable(SourceUnavailable):
+    """A weights file is damaged, in a format the reader does not know, or asks to run code."""

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from modelexport.contract import (
     ASSETS_EXTRA,
-    DEFAULT_MODEL_NAME,
     INFO_FILENAME,
     LABELS_FILENAME,
     WARMUP_FILENAME,
@@ -14,7 +13,8 @@ from modelexport.contract import (
 from modelexport.errors import ExportError
 from modelexport.info import build_export_info, write_export_info
 from modelexport.labels import write_labels
-from modelexport.options import DEFAULT_MODEL_DIR, DEFAULT_SEED, SourceName
+from modelexport.options import DEFAULT_MODEL_DIR, DEFAULT_SEED, SourceName, default_model_name
+from modelexport.photo_check import PhotoCheck, check_reference_photos
 from modelexport.serving import save_serving_model
 from modelexport.sources import build_network
 from modelexport.tflite import TFLITE_FILENAME, TfliteCheck, write_tflite
@@ -36,13 +36,14 @@ class ExportResult:
     verification: Verification
     warmup_records: int
     tflite: TfliteCheck | None
+    photos: PhotoCheck | None
 
 
 def export_version(
     source: SourceName = "hub",
     *,
     model_dir: Path = Path(DEFAULT_MODEL_DIR),
-    model_name: str = DEFAULT_MODEL_NAME,
+    model_name: str | None = None,
     version: int | None = None,
     force: bool = False,
     handle: str | None = None,
@@ -52,9 +53,13 @@ def export_version(
 ) -> ExportResult:
     """Write model_dir/model_name/<version> (default: the next free number) and verify it.
 
-    With tflite (the default) the version also carries assets.extra/model.tflite, checked
-    against the SavedModel before the version is published.
+    model_name defaults to the source's own folder (options.default_model_name). With
+    tflite (the default) the version also carries assets.extra/model.tflite, checked
+    against the SavedModel before the version is published; a source with reference
+    photos must classify them right through both, or nothing is published.
     """
+    if model_name is None:
+        model_name = default_model_name(source)
     if not MODEL_NAME.fullmatch(model_name):
         raise ExportError(f"model name {model_name!r} must be letters, digits, '_', '.' or '-'")
     model_root = model_dir / model_name
@@ -69,6 +74,10 @@ def export_version(
         extra = staging / ASSETS_EXTRA
         extra.mkdir()
         tflite_check = write_tflite(staging, extra / TFLITE_FILENAME) if tflite else None
+        photos = None
+        if network.reference_photos:
+            tflite_file = tflite_check.path if tflite_check else None
+            photos = check_reference_photos(staging, tflite_file, network.reference_photos)
         write_labels(extra / LABELS_FILENAME)
         info = build_export_info(
             model_name=model_name,
@@ -87,4 +96,5 @@ def export_version(
         verification=verification,
         warmup_records=records,
         tflite=tflite_check,
+        photos=photos,
     )

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from modelexport.contract import SIGNATURE_NAME
 from modelexport.labels import LABELS_PROVENANCE
-from modelexport.sources import Network
+from modelexport.network import Network
 from modelexport.tflite import TfliteCheck
 from modelexport.verify import Verification
 
@@ -37,6 +37,7 @@ def build_export_info(
         "outputs": {name: t.to_json() for name, t in verification.outputs.items()},
         "labels_provenance": LABELS_PROVENANCE,
         "tflite": None if tflite is None else tflite.to_json(),
+        "weights_provenance": network.weights_provenance,
     }
 
 

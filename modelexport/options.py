@@ -2,12 +2,22 @@
 
 from typing import Literal
 
-SourceName = Literal["hub", "random", "keras-weights"]
-SOURCES: tuple[SourceName, ...] = ("hub", "random", "keras-weights")
+from modelexport.contract import DEFAULT_MODEL_NAME
+
+SourceName = Literal["hub", "random", "keras-weights", "efficientnet-lite0"]
+SOURCES: tuple[SourceName, ...] = ("hub", "random", "keras-weights", "efficientnet-lite0")
 DEFAULT_SOURCE: SourceName = "hub"
 SOURCE_ENV = "MODEL_SOURCE"
+# Another architecture gets its own model folder beside mobilenet/, so TF Serving and the
+# gateway never take an EfficientNet version for the next MobileNetV2 one.
+SOURCE_MODEL_NAMES: dict[SourceName, str] = {"efficientnet-lite0": "efficientnet_lite0"}
 
 DEFAULT_HUB_HANDLE = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5"
 DEFAULT_SEED = 42
 DEFAULT_MODEL_DIR = "models"
 KERAS_WEIGHTS_FILENAME = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
+
+
+def default_model_name(source: SourceName) -> str:
+    """The model folder a source writes to when no name is given."""
+    return SOURCE_MODEL_NAMES.get(source, DEFAULT_MODEL_NAME)

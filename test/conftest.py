@@ -9,6 +9,8 @@ import pytest
 
 from processes import ROOT, Process, answers, child_env, gateway, gateway_for, tfserving_double
 
+pytest_plugins = ["real_weights"]  # efficientnet_model_dir: real ImageNet weights, see there
+
 CAT_JPEG = ROOT / "test" / "cat.jpg"
 
 

@@ -73,3 +73,9 @@ def test_cors_is_off_unless_origins_are_listed() -> None:
         "https://a.example",
         "https://b.example",
     ]
+
+
+def test_model_name_alone_picks_the_default_servers_url() -> None:
+    settings = Settings(model_name="efficientnet_lite0")
+    assert settings.tf_serving_url == "http://localhost:8501/v1/models/efficientnet_lite0:predict"
+    assert settings.model_name == "efficientnet_lite0"
