@@ -1,10 +1,10 @@
-"""The model-input resize: OpenCV's fast path and Pillow's wide filter, both near LANCZOS."""
+"""The model-input resize: a Lanczos low-pass and bicubic sampling, close to Pillow's LANCZOS."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from gateway.resize import MAX_FAST_SHRINK, resize_rgb
+from gateway.resize import REDUCING_GAP, lanczos_taps, resize_rgb
 
 SIZE = (224, 224)
 
@@ -26,21 +26,41 @@ def psnr_db(ours: np.ndarray, reference: np.ndarray) -> float:
 @pytest.mark.parametrize(
     ("width", "height"),
     [
-        (480, 360),  # a JPEG after draft decoding: the fast path
-        (640, 480),  # shrink 2.9, still the fast path
-        (700, 300),  # shrink 3.1: Pillow's filter
-        (1000, 1000),  # shrink 4.5: 2-tap sampling would give about 17 dB here
+        (480, 360),  # a JPEG after draft decoding
+        (640, 480),  # shrink 2.9
+        (700, 300),  # shrink 3.1: a box reduction by 1 on x, none on y
+        (1000, 1000),  # shrink 4.5: 2-tap sampling alone would give about 17 dB here
+        (2000, 1500),  # shrink 8.9: box-reduced by 2 first
+        (150, 100),  # enlarged: bicubic only
     ],
 )
-def test_both_paths_stay_close_to_lanczos_on_fine_texture(width: int, height: int) -> None:
+def test_it_stays_close_to_lanczos_on_fine_texture(width: int, height: int) -> None:
     image = fine_texture(width, height)
     reference = np.asarray(image.resize(SIZE, Image.Resampling.LANCZOS))
-    assert psnr_db(resize_rgb(image, SIZE), reference) > 28.0
+    assert psnr_db(resize_rgb(image, SIZE), reference) > 30.0
 
 
-def test_the_fast_path_covers_a_phone_photo_after_draft_decoding() -> None:
-    # 4032x3024 decodes at 1/8 scale to 504x378: 2.25 times the model's width.
-    assert 504 / SIZE[0] < MAX_FAST_SHRINK
+@pytest.mark.parametrize("shrink", [1.3, 2.14, 2.9, 5.7])
+def test_the_low_pass_is_a_normalised_symmetric_lanczos(shrink: float) -> None:
+    taps = lanczos_taps(shrink)
+    assert taps is not None
+    assert taps.sum() == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(taps, taps[::-1])
+    assert len(taps) == 2 * int(np.ceil(3 * shrink)) + 1
+    assert taps.argmax() == len(taps) // 2
+
+
+def test_enlarging_needs_no_low_pass() -> None:
+    assert lanczos_taps(1.0) is None
+    assert lanczos_taps(0.4) is None
+
+
+def test_a_huge_shrink_is_box_reduced_first() -> None:
+    # 40x wider than the output: filtering 240 taps per pixel at full size would be slow.
+    assert REDUCING_GAP >= 2.0
+    wide = fine_texture(224 * 40, 224)
+    reference = np.asarray(wide.resize(SIZE, Image.Resampling.LANCZOS))
+    assert psnr_db(resize_rgb(wide, SIZE), reference) > 30.0
 
 
 @pytest.mark.parametrize(("width", "height"), [(3, 2), (224, 224), (2000, 90)])
