@@ -40,7 +40,8 @@ class ModelAssets:
             return (
                 "This model version has UNTRAINED weights (exported with --source "
                 f"{self.export_info.get('source', 'random')}): its predictions are meaningless. "
-                "Export the real classifier with `python export_model.py`."
+                "Export real weights with `python export_model.py` (TF Hub) or, offline, "
+                "`python export_model.py --source efficientnet-lite0`."
             )
         return None
 

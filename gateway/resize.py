@@ -13,7 +13,7 @@ Here the Lanczos-3 low-pass is applied as a separable SIMD filter at the
 source resolution, then bicubic interpolation samples the output grid: within
 about 0.05 L1 of the reference at around 1 ms. Files that shrink by 3x or more
 are first box-reduced by an integer factor in Pillow, so the filter never runs
-over more than about three source pixels per output pixel (Pillow's own
+over more than about six source pixels per output pixel (Pillow's own
 `reducing_gap` idea), which bounds the cost of huge PNGs.
 """
 
