@@ -143,7 +143,14 @@ async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
 )
 async def predict(
     request: Request,
-    file: Annotated[UploadFile, File(description="The image: JPEG, PNG, GIF, BMP, WebP or TIFF")],
+    file: Annotated[
+        UploadFile,
+        # Documentation only: the gateway checks the bytes itself (400 empty_file).
+        File(
+            description="The image: JPEG, PNG, GIF, BMP, WebP or TIFF",
+            json_schema_extra={"minLength": 1},
+        ),
+    ],
     settings: SettingsDep,
     backend: BackendDep,
     classifier: ClassifierDep,

@@ -189,3 +189,11 @@ def test_random_bytes_uploaded_as_a_file_get_a_documented_4xx(
     assert 400 <= response.status_code < 500, response.text
     assert_documented_problem(response)
     assert response.json()["code"] in IMAGE_ERRORS
+
+
+def test_the_document_says_an_empty_file_is_refused(tfserving_gateway: Process) -> None:
+    document = httpx.get(f"{tfserving_gateway.url}/openapi.json").json()
+    body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    reference = body["schema"]["$ref"].rsplit("/", 1)[-1]
+    upload = document["components"]["schemas"][reference]["properties"]["file"]
+    assert upload["minLength"] == 1
