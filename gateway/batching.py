@@ -5,17 +5,28 @@ waiting (up to `max_size`), and waits for more only up to `timeout_s`. A lone
 request therefore never waits longer than the timeout (zero by default), while
 under load every model call carries the queue that built up during the last
 one. Requests whose caller has gone away are dropped before the call.
+
+One request must never cost the others their answer, and no caller may wait on
+a worker that has gone. A version switch that changes the input size can put
+two image sizes in one batch, which no single tensor holds, so each size is its
+own model call. The backend's scores are checked (2-D, one row per image)
+before any row is handed out, since a short answer would give callers someone
+else's row or none. Whatever else goes wrong is logged and fails only the batch
+in hand; only cancellation stops a worker, and every request it holds then
+hears that the gateway is shutting down.
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from gateway.backend import Backend
+from gateway.backend import Backend, BatchPrediction
 from gateway.errors import BackendError, BackendUnavailable, GatewayError
 
 logger = logging.getLogger(__name__)
@@ -37,6 +48,7 @@ class Batcher:
         self._concurrency = concurrency
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
+        self._closed = False
 
     def start(self) -> None:
         self._workers = [
@@ -44,31 +56,42 @@ class Batcher:
         ]
 
     async def close(self) -> None:
+        self._closed = True
         for worker in self._workers:
             worker.cancel()
         for worker in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-        while not self._queue.empty():
-            waiting = self._queue.get_nowait()
-            if not waiting.answer.done():
-                waiting.answer.set_exception(BackendUnavailable("The gateway is shutting down."))
+        queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+        _fail(queued, _shutting_down)
 
     async def predict_one(self, image: np.ndarray) -> tuple[np.ndarray, int]:
         """Scores for one image and the version that produced them."""
+        if self._closed:
+            raise _shutting_down()
         answer: asyncio.Future[tuple[np.ndarray, int]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Waiting(image, answer))
         return await answer
 
     async def _work(self) -> None:
         while True:
-            batch = await self._collect()
-            live = [waiting for waiting in batch if not waiting.answer.done()]
-            if live:
-                await self._run(live)
+            batch: list[_Waiting] = []
+            try:
+                await self._collect(batch)
+                for group in _by_shape(batch):
+                    live = [waiting for waiting in group if not waiting.answer.done()]
+                    if live:
+                        await self._run(live)
+            except asyncio.CancelledError:
+                _fail(batch, _shutting_down)
+                raise
+            except Exception:
+                logger.exception("batch worker failed; its requests get an error, it goes on")
+            _fail(batch, lambda: BackendError("The gateway could not run this request's batch."))
 
-    async def _collect(self) -> list[_Waiting]:
-        batch = [await self._queue.get()]
+    async def _collect(self, batch: list[_Waiting]) -> None:
+        """Fill `batch` in place, so a worker cancelled mid-collection still knows its callers."""
+        batch.append(await self._queue.get())
         deadline = time.monotonic() + self._timeout_s
         while len(batch) < self._max_size:
             if not self._queue.empty():
@@ -81,31 +104,53 @@ class Batcher:
                 batch.append(await asyncio.wait_for(self._queue.get(), remaining))
             except TimeoutError:
                 break
-        return batch
 
     async def _run(self, batch: list[_Waiting]) -> None:
         try:
             result = await self._backend.predict(np.stack([waiting.image for waiting in batch]))
-        except asyncio.CancelledError:
-            for waiting in batch:
-                if not waiting.answer.done():
-                    waiting.answer.set_exception(
-                        BackendUnavailable("The gateway is shutting down.")
-                    )
-            raise
+            scores, version = _checked_scores(result, len(batch)), result.version
         except Exception as exc:
-            for waiting in batch:
-                if not waiting.answer.done():
-                    waiting.answer.set_exception(_copy_for_each_caller(exc))
+            if not isinstance(exc, GatewayError):
+                logger.error("batched predict failed", exc_info=exc)
+            _fail(batch, functools.partial(_copy_for_each_caller, exc))
             return
         for row, waiting in enumerate(batch):
             if not waiting.answer.done():
-                waiting.answer.set_result((result.probabilities[row], result.version))
+                waiting.answer.set_result((scores[row], version))
+
+
+def _by_shape(batch: list[_Waiting]) -> list[list[_Waiting]]:
+    """The batch split into groups one tensor can hold, in order of arrival."""
+    groups: dict[tuple[str, tuple[int, ...]], list[_Waiting]] = {}
+    for waiting in batch:
+        groups.setdefault((waiting.image.dtype.str, waiting.image.shape), []).append(waiting)
+    return list(groups.values())
+
+
+def _checked_scores(result: BatchPrediction, images: int) -> np.ndarray:
+    """The backend's scores, if they hold one row per image; BackendError otherwise."""
+    scores = np.asarray(result.probabilities)
+    if scores.ndim != 2 or scores.shape[0] != images:
+        logger.error("backend answered %d images with scores shaped %s", images, scores.shape)
+        raise BackendError(
+            f"The model backend returned scores shaped {tuple(scores.shape)} for {images} "
+            f"image(s); expected one row of class scores per image."
+        )
+    return scores
+
+
+def _fail(batch: list[_Waiting], error: Callable[[], Exception]) -> None:
+    for waiting in batch:
+        if not waiting.answer.done():
+            waiting.answer.set_exception(error())
+
+
+def _shutting_down() -> BackendUnavailable:
+    return BackendUnavailable("The gateway is shutting down.")
 
 
 def _copy_for_each_caller(exc: Exception) -> Exception:
     """A fresh exception per waiting request, so tracebacks do not pile up on one object."""
     if isinstance(exc, GatewayError):
         return type(exc)(exc.detail)
-    logger.error("batched predict failed", exc_info=exc)
     return BackendError("The model backend failed to run this batch.")
