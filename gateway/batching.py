@@ -114,9 +114,18 @@ class Batcher:
                 logger.error("batched predict failed", exc_info=exc)
             _fail(batch, functools.partial(_copy_for_each_caller, exc))
             return
+        finite = np.isfinite(scores).all(axis=1)
         for row, waiting in enumerate(batch):
-            if not waiting.answer.done():
+            if waiting.answer.done():
+                continue
+            if finite[row]:
                 waiting.answer.set_result((scores[row], version))
+            else:
+                # JSON has no NaN: the answer would carry nulls where numbers are promised.
+                logger.error("the model returned non-finite scores for one image")
+                waiting.answer.set_exception(
+                    BackendError("The model returned non-finite scores (NaN or infinity).")
+                )
 
 
 def _by_shape(batch: list[_Waiting]) -> list[list[_Waiting]]:

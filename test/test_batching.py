@@ -268,3 +268,21 @@ def test_a_request_after_shutdown_fails_at_once() -> None:
             await asyncio.wait_for(batcher.predict_one(image(1)), HANG_S)
 
     asyncio.run(scenario())
+
+
+def test_non_finite_scores_fail_only_their_own_request() -> None:
+    def poison_second_row(scores: np.ndarray) -> BatchPrediction:
+        poisoned = scores.astype(np.float32).copy()
+        poisoned[1, 0] = np.nan
+        return scores_as_batched(poisoned)
+
+    backend = CountingBackend(respond=poison_second_row)
+
+    async def body(batcher: Batcher) -> list[Any]:
+        return await predict_many(batcher, image(1), image(2), image(3))
+
+    first, second, third = asyncio.run(with_batcher(backend, 8, 0.05, body))
+    assert isinstance(second, BackendError)
+    assert second.status == 502
+    assert "non-finite" in second.detail
+    assert (int(first[0][0]), int(third[0][0])) == (1, 3)
