@@ -103,9 +103,14 @@ def storages_in(state: dict[str, Tensor]) -> list[Storage]:
     return list({id(t.storage): t.storage for t in state.values()}.values())
 
 
-def write_zip(path: Path, state: dict[str, Tensor], body: bytes | None = None) -> Path:
+def write_zip(
+    path: Path,
+    state: dict[str, Tensor],
+    body: bytes | None = None,
+    compression: int = zipfile.ZIP_STORED,
+) -> Path:
     """Write torch's zip format; body replaces the pickled state when given."""
-    with zipfile.ZipFile(path, "w") as archive:
+    with zipfile.ZipFile(path, "w", compression) as archive:
         archive.writestr("archive/data.pkl", body or pickled(state, legacy=False))
         archive.writestr("archive/byteorder", "little")
         for storage in storages_in(state):
@@ -284,6 +289,187 @@ def test_a_truncated_legacy_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(CheckpointUnreadable, match="holds 360 bytes, not 100 elements"):
         read_state_dict(path)
+
+
+def small_state() -> dict[str, Tensor]:
+    """One float32 tensor over a four-element storage: [0, 1, 2, 3]."""
+    return {"w": Tensor(Storage("0", np.arange(4, dtype="<f4")), 0, (4,), (1,))}
+
+
+def with_pickle_header(path: Path, *, flags: int = 0, method: int | None = None) -> Path:
+    """Set data.pkl's flag bits, and its compression method if given, in both zip headers."""
+    data = bytearray(path.read_bytes())
+    # data.pkl is the first member: its local header opens the file, its entry opens the
+    # central directory; in both the flags come first and the method next.
+    for flags_at in (6, data.index(b"PK\x01\x02") + 8):
+        (old,) = struct.unpack_from("<H", data, flags_at)
+        struct.pack_into("<H", data, flags_at, old | flags)
+        if method is not None:
+            struct.pack_into("<H", data, flags_at + 2, method)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def encrypted(path: Path) -> Path:
+    return with_pickle_header(write_zip(path, small_state()), flags=0x1)
+
+
+def compressed_by_method_99(path: Path) -> Path:
+    return with_pickle_header(write_zip(path, small_state()), method=99)
+
+
+def compressed_by_lzma(path: Path) -> Path:
+    return write_zip(path, small_state(), compression=zipfile.ZIP_LZMA)
+
+
+def damaged_deflate(path: Path) -> Path:
+    """Deflate data.pkl, then make its first block claim deflate's reserved block type."""
+    data = bytearray(write_zip(path, small_state(), compression=zipfile.ZIP_DEFLATED).read_bytes())
+    data[30 + len("archive/data.pkl")] = 0b111  # after the local header: final, type 11
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("write", "reason"),
+    [
+        (encrypted, r"archive/data\.pkl is encrypted or patched"),
+        (compressed_by_method_99, "compressed with zip method 99; torch reads only stored or"),
+        (compressed_by_lzma, "compressed with zip method 14"),
+        (damaged_deflate, r"archive/data\.pkl is damaged: .*invalid block type"),
+    ],
+)
+def test_zip_members_torch_could_not_read_are_refused_as_unreadable(
+    write: Callable[[Path], Path], reason: str, tmp_path: Path
+) -> None:
+    # These once escaped as RuntimeError, NotImplementedError, a read, and zlib.error.
+    with pytest.raises(CheckpointUnreadable, match=reason):
+        read_state_dict(write(tmp_path / "weights.pth"))
+
+
+@pytest.mark.parametrize("layout", sorted(WRITERS))
+@pytest.mark.parametrize(
+    ("shape", "stride"), [((2**64,), (0,)), ((1,), (2**70,))], ids=["shape", "stride"]
+)
+def test_shapes_and_strides_beyond_int64_are_refused(
+    layout: str, shape: tuple[int, ...], stride: tuple[int, ...], tmp_path: Path
+) -> None:
+    # Torch keeps them in int64; numpy used to overflow on these.
+    state = {"w": Tensor(Storage("0", np.arange(4, dtype="<f4")), 0, shape, stride)}
+    with pytest.raises(CheckpointUnreadable, match="non-negative int64"):
+        read_state_dict(WRITERS[layout](tmp_path / "weights.pth", state))
+
+
+@pytest.mark.parametrize("layout", sorted(WRITERS))
+def test_any_stride_of_a_dimension_of_size_one_is_read(layout: str, tmp_path: Path) -> None:
+    # 2**61 elements of 4 bytes overflow numpy's byte strides; a size-1 dimension never steps.
+    storage = Storage("0", np.arange(4, dtype="<f4"))
+    state = {"w": Tensor(storage, 1, (1, 2), (2**61, 1))}
+    tensors = read_state_dict(WRITERS[layout](tmp_path / "weights.pth", state))
+    np.testing.assert_array_equal(tensors["w"], [[1, 2]])
+
+
+@pytest.mark.parametrize("layout", sorted(WRITERS))
+def test_arrays_count_against_max_total_bytes_by_shape_not_storage(
+    layout: str, tmp_path: Path
+) -> None:
+    # Twenty 256 KiB arrays repeating one element of a 16-byte storage through a zero stride.
+    storage = Storage("0", np.array([4, 5, 6, 7], dtype="<f4"))
+    state = {f"t{i}": Tensor(storage, 2, (2**16,), (0,)) for i in range(20)}
+    path = WRITERS[layout](tmp_path / "weights.pth", state)
+    with pytest.raises(
+        CheckpointUnreadable,
+        match="take 16 bytes of storages and 5,242,880 bytes of arrays, "
+        "more than the limit of 4,194,304 bytes",
+    ):
+        read_state_dict(path, max_total_bytes=4 * 2**20)
+    tensors = read_state_dict(path, max_total_bytes=5 * 2**20 + 16)
+    assert len(tensors) == 20
+    assert all(array.shape == (2**16,) and np.all(array == 6) for array in tensors.values())
+
+
+@pytest.mark.parametrize("layout", sorted(WRITERS))
+def test_by_default_a_file_may_not_take_more_than_a_gibibyte(layout: str, tmp_path: Path) -> None:
+    # 4 GiB of float32 asked for by a tensor over 16 bytes.
+    storage = Storage("0", np.arange(4, dtype="<f4"))
+    state = {"w": Tensor(storage, 0, (2**30,), (0,))}
+    with pytest.raises(CheckpointUnreadable, match="more than the limit of 1,073,741,824"):
+        read_state_dict(WRITERS[layout](tmp_path / "weights.pth", state))
+
+
+@pytest.mark.parametrize("layout", sorted(WRITERS))
+def test_a_pickle_over_16_mib_is_refused(layout: str, tmp_path: Path) -> None:
+    # A valid state dict, but one tensor name takes 17 MiB of pickle.
+    state = {"w" * 17 * 2**20: Tensor(Storage("0", np.arange(4, dtype="<f4")), 0, (4,), (1,))}
+    reason = {
+        "zip": r"archive/data.pkl unpacks to 17,825,\d{3} bytes, more than the 16,777,216",
+        "legacy": "its pickles run past the first 16,777,216 bytes",
+    }
+    with pytest.raises(CheckpointUnreadable, match=reason[layout]):
+        read_state_dict(WRITERS[layout](tmp_path / "weights.pth", state))
+
+
+def test_a_deflated_pickle_is_refused_by_its_size_before_it_is_inflated(tmp_path: Path) -> None:
+    # 32 MiB of zeros deflate to 32 KB; all of it used to be inflated before parsing.
+    bomb = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", bytes(32 * 2**20))
+    with pytest.raises(CheckpointUnreadable, match=r"data\.pkl unpacks to 33,554,432 bytes"):
+        read_state_dict(bomb)
+
+
+def test_a_far_memo_slot_is_refused_before_the_unpickler_allocates_it(tmp_path: Path) -> None:
+    # LONG_BINPUT 2**27 in a 9-byte pickle made the C unpickler zero 2 GiB of memo.
+    body = pickle.PROTO + b"\x02" + pickle.NONE + pickle.LONG_BINPUT + struct.pack("<I", 2**27)
+    path = write_zip(tmp_path / "memo.pth", {}, body=body + pickle.STOP)
+    with pytest.raises(CheckpointUnreadable, match="memo slot 134217728 with 0 in use"):
+        read_state_dict(path)
+
+
+def build_then(target: object, state: object, rest: dict[str, Tensor]) -> bytes:
+    """A pickle that sets state on target (BUILD), discards it (POP), then holds rest."""
+    target_ops, state_ops, rest_ops = (
+        pickled(part, legacy=False)[2:-1] for part in (target, state, rest)
+    )  # Each without its PROTO header and STOP.
+    setting = state_ops + pickle.BUILD + pickle.POP
+    return pickle.PROTO + b"\x02" + target_ops + setting + rest_ops + pickle.STOP
+
+
+BUILD_TARGETS: dict[str, tuple[object, object]] = {
+    # Once accepted, leaving these defaults on the reader's function for the whole process.
+    "rebuild function": (
+        TorchName("torch._utils", "_rebuild_tensor_v2"),
+        (None, {"__defaults__": (1, 2)}),
+    ),
+    "OrderedDict global": (TorchName("collections", "OrderedDict"), (None, {"fromkeys": 1})),
+    "storage type": (TorchName("torch", "FloatStorage"), (None, {"dtype": "<f8"})),
+    "storage": (Storage("9", np.arange(4, dtype="<f4")), (None, {"size": 2**40})),
+    # Rewrites a checked window: offset -1, three long, once read 8 bytes past the storage.
+    "tensor": (
+        Tensor(Storage("0", np.arange(4, dtype="<f4")), 0, (4,), (1,)),
+        (Storage("0", np.arange(4, dtype="<f4")), -1, (3,), (1,)),
+    ),
+}
+
+
+@pytest.mark.parametrize("target", sorted(BUILD_TARGETS))
+def test_a_pickle_cannot_set_attributes_on_what_the_reader_gives_it(
+    target: str, tmp_path: Path
+) -> None:
+    # torch's own BUILD, _metadata on the state dict, is read in the shipped file above.
+    body = build_then(*BUILD_TARGETS[target], rest=small_state())
+    hostile = write_zip(tmp_path / "hostile.pth", small_state(), body=body)
+    with pytest.raises(CheckpointUnreadable, match="the pickle sets attributes on"):
+        read_state_dict(hostile)
+    # Nothing the hostile file did outlives it.
+    honest = read_state_dict(write_zip(tmp_path / "honest.pth", small_state()))
+    np.testing.assert_array_equal(honest["w"], [0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("layout", sorted(WRITERS))
+def test_an_empty_state_dict_is_refused(layout: str, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointUnreadable, match="the state dict holds no tensors"):
+        read_state_dict(WRITERS[layout](tmp_path / "empty.pth", {}))
 
 
 def test_no_requirements_file_installs_torch() -> None:
