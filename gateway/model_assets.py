@@ -3,30 +3,69 @@
 Read from `<MODEL_BASE_PATH>/<MODEL_NAME>/<version>/assets.extra/` (see
 docs/model-contract.md). TF Serving does not serve these files, so the
 gateway reads them from the same folder, mounted read-only in compose.
+
+The files are input like an upload: whatever they hold, reading them never
+raises. A file that is missing, too large, not UTF-8, not JSON or holds fields
+of the wrong type becomes a problem that /health, /model and /predict report,
+while predictions go on with `class_N` names and unknown weights.
 """
 
-import json
 import logging
+import os
+import stat
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 logger = logging.getLogger(__name__)
+
+LABELS_FILE = "assets.extra/labels.txt"
+EXPORT_INFO_FILE = "assets.extra/export_info.json"
+MAX_FILE_BYTES = 1024 * 1024  # each file; ImageNet's 1001 labels take about 10 KiB
+MAX_TEXT_CHARS = 1024  # an export_info string copied into responses
+# A version whose files had problems is read again at most this often, so a fix is
+# seen within seconds while a broken file costs one bounded read per interval.
+RETRY_FAILED_SECONDS = 2.0
+_TEXT_FIELDS = ("source", "source_detail", "exported_at", "tensorflow_version", "labels_provenance")
+_KEPT_VERSIONS = 16
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """Why one file of the version folder could not be used."""
+
+    file: str  # relative to the version folder, never a host path
+    problem: str
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """The fields of export_info.json the gateway repeats, each checked to be JSON-safe."""
+
+    trained: bool | None = None
+    source: str | None = None
+    source_detail: str | None = None
+    exported_at: str | None = None
+    tensorflow_version: str | None = None
+    labels_provenance: str | None = None
 
 
 @dataclass(frozen=True)
 class ModelAssets:
-    """Labels and provenance of one version; empty when the folder is not reachable."""
+    """Labels and provenance of one version, and what was wrong with its files."""
 
     labels: tuple[str, ...] = ()
-    export_info: dict[str, Any] = field(default_factory=dict)
+    export_info: ExportInfo = field(default_factory=ExportInfo)
+    problems: tuple[FileProblem, ...] = ()
 
     @property
     def trained(self) -> bool | None:
         """True for real weights, False for untrained ones, None when unknown."""
-        value = self.export_info.get("trained")
-        return value if isinstance(value, bool) else None
+        return self.export_info.trained
 
     @property
     def weights(self) -> str:
@@ -39,32 +78,190 @@ class ModelAssets:
         if self.trained is False:
             return (
                 "This model version has UNTRAINED weights (exported with --source "
-                f"{self.export_info.get('source', 'random')}): its predictions are meaningless. "
+                f"{self.export_info.source or 'random'}): its predictions are meaningless. "
                 "Export real weights with `python export_model.py` (TF Hub) or, offline, "
                 "`python export_model.py --source efficientnet-lite0`."
             )
         return None
 
+    @property
+    def labels_warning(self) -> str | None:
+        """A sentence for /predict when class names are `class_N` placeholders, saying why."""
+        if self.labels:
+            return None
+        reasons = "; ".join(p.problem for p in self.problems if p.file == LABELS_FILE)
+        return f"Class names are placeholders (class_N): {LABELS_FILE}: {reasons or 'no labels'}."
 
-@cache
-def load_assets(model_dir: Path, version: int) -> ModelAssets:
-    """Read a version's assets once; a version's files never change after export."""
-    extra = model_dir / str(version) / "assets.extra"
-    return ModelAssets(labels=_read_labels(extra / "labels.txt"), export_info=_read_info(extra))
+    def report(self) -> dict[str, Any]:
+        """The `model_files` object of /health, /model and /predict."""
+        return {
+            "status": "degraded" if self.problems else "ok",
+            "problems": [{"file": p.file, "problem": p.problem} for p in self.problems],
+        }
 
 
-def _read_labels(path: Path) -> tuple[str, ...]:
-    try:
-        return tuple(path.read_text(encoding="utf-8").splitlines())
-    except OSError as exc:
-        logger.warning("no label file for this version (%s); using class_N names", exc.strerror)
+@dataclass(frozen=True)
+class _Entry:
+    assets: ModelAssets
+    read_at: float
+
+
+class AssetCache:
+    """Reads each version's assets; keeps clean reads, reads problem ones again after a pause."""
+
+    def __init__(
+        self,
+        retry_failed_seconds: float = RETRY_FAILED_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._retry_failed_seconds = retry_failed_seconds
+        self._clock = clock
+        self._entries: dict[tuple[Path, int, int | None], _Entry] = {}
+
+    def load(self, model_dir: Path, version: int, num_classes: int | None = None) -> ModelAssets:
+        """A version's assets; `num_classes`, when known, is what the label count must match."""
+        key = (model_dir, version, num_classes)
+        now = self._clock()
+        entry = self._entries.get(key)
+        if entry is not None and (
+            not entry.assets.problems or now - entry.read_at < self._retry_failed_seconds
+        ):
+            return entry.assets
+        assets = read_assets(model_dir / str(version), num_classes)
+        if assets.problems and (entry is None or entry.assets.problems != assets.problems):
+            logger.warning(
+                "model version %s: %s",
+                version,
+                "; ".join(f"{p.file}: {p.problem}" for p in assets.problems),
+            )
+        elif not assets.problems and entry is not None:
+            logger.info("model version %s: its files are usable again", version)
+        self._entries.pop(key, None)
+        self._entries[key] = _Entry(assets, now)
+        while len(self._entries) > _KEPT_VERSIONS:
+            del self._entries[next(iter(self._entries))]
+        return assets
+
+
+_CACHE = AssetCache()
+
+
+def load_assets(model_dir: Path, version: int, num_classes: int | None = None) -> ModelAssets:
+    """A version's assets, read once when clean (files are not meant to change after export)."""
+    # Read on the event loop: both files are capped at MAX_FILE_BYTES and read once per
+    # version, or once per RETRY_FAILED_SECONDS while they have problems.
+    return _CACHE.load(model_dir, version, num_classes)
+
+
+def read_assets(version_dir: Path, num_classes: int | None = None) -> ModelAssets:
+    """Read and check a version folder's labels and export_info; never raises."""
+    problems: list[FileProblem] = []
+    labels = _read_labels(version_dir, problems)
+    if labels and num_classes is not None and len(labels) != num_classes:
+        problems.append(
+            FileProblem(
+                LABELS_FILE,
+                f"{len(labels)} labels for the model's {num_classes} classes: not used, "
+                "since every name would be shifted",
+            )
+        )
+        labels = ()
+    info = _read_export_info(version_dir, problems)
+    return ModelAssets(labels, info, tuple(problems))
+
+
+def _read_labels(version_dir: Path, problems: list[FileProblem]) -> tuple[str, ...]:
+    data = _read_bounded(version_dir / LABELS_FILE, LABELS_FILE, problems)
+    if data is None:
         return ()
-
-
-def _read_info(extra: Path) -> dict[str, Any]:
     try:
-        info = json.loads((extra / "export_info.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        logger.warning("no readable export_info.json for this version: %s", exc)
-        return {}
-    return info if isinstance(info, dict) else {}
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(
+            FileProblem(
+                LABELS_FILE, f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}"
+            )
+        )
+        return ()
+    # Lines end at \n only: str.splitlines would also split at \x0b, \x1c, \u2028, ...
+    # and shift every label after one.
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    labels = tuple(line.removesuffix("\r") for line in lines)
+    if not labels:
+        problems.append(FileProblem(LABELS_FILE, "empty"))
+    return labels
+
+
+def _read_export_info(version_dir: Path, problems: list[FileProblem]) -> ExportInfo:
+    data = _read_bounded(version_dir / EXPORT_INFO_FILE, EXPORT_INFO_FILE, problems)
+    if data is None:
+        return ExportInfo()
+    try:
+        # orjson refuses what it could not write back: NaN, lone surrogates, depth over 1024.
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        problems.append(FileProblem(EXPORT_INFO_FILE, f"not valid JSON: {exc}"))
+        return ExportInfo()
+    if not isinstance(document, dict):
+        problems.append(FileProblem(EXPORT_INFO_FILE, "not a JSON object"))
+        return ExportInfo()
+    trained = document.get("trained")
+    if not isinstance(trained, bool):
+        what = "missing" if "trained" not in document else f"{_json_type(trained)}, not a boolean"
+        problems.append(FileProblem(EXPORT_INFO_FILE, f"`trained` is {what}: weights unknown"))
+        trained = None
+    texts = {name: _text_field(document, name, problems) for name in _TEXT_FIELDS}
+    return ExportInfo(trained=trained, **texts)
+
+
+def _text_field(document: dict[str, Any], name: str, problems: list[FileProblem]) -> str | None:
+    value = document.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.append(
+            FileProblem(EXPORT_INFO_FILE, f"`{name}` is {_json_type(value)}, not a string")
+        )
+        return None
+    if len(value) > MAX_TEXT_CHARS:
+        problems.append(
+            FileProblem(EXPORT_INFO_FILE, f"`{name}` is longer than {MAX_TEXT_CHARS} characters")
+        )
+        return None
+    return value
+
+
+def _read_bounded(path: Path, name: str, problems: list[FileProblem]) -> bytes | None:
+    """The file's bytes, or None with a problem recorded: missing, not a file, or too large."""
+    try:
+        # O_NONBLOCK: a FIFO planted under the name must not block the event loop on open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                problems.append(FileProblem(name, "not a regular file"))
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as file:
+                data = file.read(MAX_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        problems.append(FileProblem(name, "missing"))
+        return None
+    except OSError as exc:
+        problems.append(FileProblem(name, f"unreadable: {exc.strerror or type(exc).__name__}"))
+        return None
+    if len(data) > MAX_FILE_BYTES:
+        problems.append(FileProblem(name, f"larger than {MAX_FILE_BYTES} bytes"))
+        return None
+    return data
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    names: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
+    return names.get(type(value), "null")

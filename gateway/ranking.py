@@ -14,7 +14,13 @@ class Prediction(TypedDict):
 
 
 def rank_top_k(probabilities: np.ndarray, k: int, labels: Sequence[str]) -> list[Prediction]:
-    """Return the `k` most probable classes, best first; ties go to the lower class id."""
+    """Return the `k` most probable classes, best first; ties go to the lower class id.
+
+    `labels` name the classes only when there is exactly one per score: a list one
+    line short or long would shift every name, so then every class is `class_N`.
+    """
+    if len(labels) != probabilities.shape[0]:
+        labels = ()
     k = min(k, probabilities.shape[0])
     # Stable sort on the negated scores keeps equal scores in class-id order.
     order = np.argsort(-probabilities, kind="stable")[:k]

@@ -1,5 +1,6 @@
 """HTTP endpoints: thin handlers over the pipeline, the backend and the metrics."""
 
+import contextlib
 import time
 from typing import Annotated, Any
 
@@ -112,7 +113,8 @@ _NOT_READY: dict[int | str, dict[str, Any]] = {
 async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
     status = await backend.status()
     metrics.MODEL_READY.set(1 if status.ready else 0)
-    assets = _assets_for(settings, status)
+    files = await _assets_for(settings, backend, status)
+    assets = files or ModelAssets()
     body: dict[str, Any] = {
         "status": "healthy" if status.ready else "unhealthy",
         "gateway": "operational",
@@ -122,6 +124,9 @@ async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
         "backend": backend.name,
         "served_model": _model_summary(settings, status, assets),
     }
+    if files is not None:
+        # Broken labels or provenance degrade answers but the model still answers: still ready.
+        body["model_files"] = files.report()
     if status.document is not None:
         body["model"] = status.document
     if not status.ready:
@@ -184,12 +189,16 @@ async def predict(
             "version": str(result.version),
             "backend": backend.name,
             "weights": result.assets.weights,
-            "weights_source": result.assets.export_info.get("source"),
+            "weights_source": result.assets.export_info.source,
         },
         "note": PREDICT_NOTE,
     }
     if result.assets.warning:
         body["warning"] = result.assets.warning
+    if result.assets.labels_warning:
+        body["labels_warning"] = result.assets.labels_warning
+    if result.assets.problems:
+        body["model_files"] = result.assets.report()
     return json_response(body)
 
 
@@ -199,9 +208,8 @@ async def metrics_json(settings: SettingsDep, backend: BackendDep) -> Response:
     total = sum(counts.values())
     successes = counts.get("success", 0)
     uptime = time.time() - metrics.PROCESS_STARTED
+    # Known without asking TF Serving: a scrape must never wait on a model server.
     version = backend.served_version()
-    if version is None:
-        version = (await backend.status()).version
     return json_response(
         {
             "service": SERVICE_NAME,
@@ -243,7 +251,7 @@ async def model(settings: SettingsDep, backend: BackendDep) -> Response:
     if not status.ready:
         raise BackendUnavailable(f"No model version is AVAILABLE: {status.detail}")
     signature = await backend.signature()
-    assets = load_assets(settings.model_dir, signature.version)
+    assets = load_assets(settings.model_dir, signature.version, signature.num_classes)
     info = assets.export_info
     body: dict[str, Any] = {
         **signature.metadata,
@@ -263,20 +271,30 @@ async def model(settings: SettingsDep, backend: BackendDep) -> Response:
         },
         "num_classes": signature.num_classes,
         "labels_available": len(assets.labels) == signature.num_classes,
-        "exported_at": info.get("exported_at"),
-        "tensorflow_version": info.get("tensorflow_version"),
-        "source_detail": info.get("source_detail"),
-        "labels_provenance": info.get("labels_provenance"),
+        "exported_at": info.exported_at,
+        "tensorflow_version": info.tensorflow_version,
+        "source_detail": info.source_detail,
+        "labels_provenance": info.labels_provenance,
+        "model_files": assets.report(),
     }
     if assets.warning:
         body["warning"] = assets.warning
     return json_response(body)
 
 
-def _assets_for(settings: Settings, status: ModelStatus) -> ModelAssets:
+async def _assets_for(
+    settings: Settings, backend: Backend, status: ModelStatus
+) -> ModelAssets | None:
+    """The reported version's assets (None when no version is known), labels checked when ready."""
     if status.version is None:
-        return ModelAssets()
-    return load_assets(settings.model_dir, status.version)
+        return None
+    num_classes = None
+    if status.ready:
+        with contextlib.suppress(BackendUnavailable):
+            signature = await backend.signature()
+            if signature.version == status.version:
+                num_classes = signature.num_classes
+    return load_assets(settings.model_dir, status.version, num_classes)
 
 
 def _model_summary(settings: Settings, status: ModelStatus, assets: ModelAssets) -> dict[str, Any]:
@@ -286,5 +304,5 @@ def _model_summary(settings: Settings, status: ModelStatus, assets: ModelAssets)
         "state": status.state,
         "weights": assets.weights,
         "trained": assets.trained,
-        "source": assets.export_info.get("source"),
+        "source": assets.export_info.source,
     }

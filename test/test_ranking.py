@@ -25,3 +25,10 @@ def test_k_larger_than_the_classes_returns_them_all() -> None:
 
 def test_missing_labels_get_stable_placeholders() -> None:
     assert label_for(7, ["background"]) == "class_7"
+
+
+def test_a_label_list_of_another_length_is_not_used() -> None:
+    scores = np.array([0.1, 0.5, 0.15, 0.25], dtype=np.float32)
+    for labels in (["cat", "dog", "fox"], ["bg", "cat", "dog", "fox", "owl"]):
+        ranked = rank_top_k(scores, 2, labels)
+        assert [p["label"] for p in ranked] == ["class_1", "class_3"]
