@@ -4,9 +4,9 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.cpus import available_cpus
@@ -14,8 +14,10 @@ from gateway.cpus import available_cpus
 # TF Serving's REST predict path (docs/tf-serving-protocol.md §1):
 # /v1/models/{name}[/versions/{N} | /labels/{label}]:predict
 _PREDICT_PATH = re.compile(
-    r"^(?P<model>/v1/models/(?P<name>[^/:]+))(?P<selector>/versions/\d+|/labels/[^/:]+)?:predict$"
+    r"^(?P<model>/v1/models/(?P<name>[^/:]+))"
+    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?:predict$"
 )
+_INT64_MAX = 2**63 - 1  # TF Serving reads a version as int64 (docs/tf-serving-protocol.md §1)
 
 
 class Settings(BaseSettings):
@@ -52,17 +54,29 @@ class Settings(BaseSettings):
     # TFLite threads: all of them for a call made while the model is idle, an
     # equal share for each of the BATCH_CONCURRENCY calls that overlap.
     inference_threads: PositiveInt = Field(default_factory=available_cpus)
+    # A version that fails to load (say, copied in non-atomically) is tried again
+    # after this many seconds, the wait doubling after each failure up to the max.
+    embedded_load_retry_seconds: PositiveFloat = 1.0
+    embedded_load_retry_max_seconds: PositiveFloat = 60.0
 
     default_top_k: PositiveInt = 5
     max_upload_bytes: PositiveInt = 10 * 1024 * 1024
     max_image_pixels: PositiveInt = 40_000_000
     preprocess_threads: PositiveInt = Field(default_factory=available_cpus)
+    # Memory every decode at once may take, each weighed from its header before it
+    # starts (gateway/decode_budget.py); the others wait. 1024 decodes anything
+    # MAX_IMAGE_PIXELS lets in; below 64 ordinary photos would not fit.
+    decode_memory_budget_mb: int = Field(default=1024, ge=64)
 
     # Overload: at most this many /predict requests in flight or queued; the
     # next one gets 503 with Retry-After at once instead of waiting in a queue.
     max_in_flight: PositiveInt = 64
     # Per-request deadline; a client may ask for less with X-Request-Timeout (seconds).
     request_timeout_seconds: PositiveFloat = 30.0
+    # After a grace period, an upload slower than this on average is cut off (408),
+    # so trickling clients cannot hold in-flight slots for the whole deadline; 0 = off.
+    min_upload_bytes_per_second: int = Field(default=16 * 1024, ge=0)
+    upload_grace_seconds: PositiveFloat = 2.0
 
     # Optional API keys (comma-separated, or one per line in a file); empty = no auth.
     api_keys: str = Field(default="", repr=False)
@@ -102,20 +116,48 @@ class Settings(BaseSettings):
                 f"TF_SERVING_URL names model {match['name']!r} but MODEL_NAME is "
                 f"{self.model_name!r}; make them agree"
             )
+        if match["version"] is not None and int(match["version"]) > _INT64_MAX:
+            raise ValueError(
+                f"TF_SERVING_URL names version {match['version']}, beyond int64: "
+                "TF Serving cannot have it"
+            )
+        pinned = match["version"] is not None or match["label"] is not None
+        if pinned and self.inference_backend == "embedded":
+            raise ValueError(
+                "TF_SERVING_URL names a version or label, but INFERENCE_BACKEND=embedded "
+                "serves the newest version under MODEL_BASE_PATH; drop the "
+                "/versions/N or /labels/L part, or use INFERENCE_BACKEND=tfserving"
+            )
         self.model_name = match["name"]
         return self
 
     @property
-    def tf_serving_url_selects_version(self) -> bool:
-        """Whether TF_SERVING_URL names a version or label (`.../versions/N:predict`)."""
+    def tf_serving_version(self) -> int | None:
+        """The version TF_SERVING_URL pins (`.../versions/N:predict`), or None."""
         match = _PREDICT_PATH.match(urlsplit(self.tf_serving_url).path)
-        return match is not None and match["selector"] is not None
+        return int(match["version"]) if match and match["version"] is not None else None
+
+    @property
+    def tf_serving_version_label(self) -> str | None:
+        """The version label TF_SERVING_URL pins (`.../labels/L:predict`), decoded, or None."""
+        match = _PREDICT_PATH.match(urlsplit(self.tf_serving_url).path)
+        return unquote(match["label"]) if match and match["label"] is not None else None
 
     @property
     def tf_serving_model_url(self) -> str:
-        """The model's status URL: the predict URL without `:predict`."""
+        """The model's status URL, `.../v1/models/NAME`, whatever version TF_SERVING_URL pins."""
         parts = urlsplit(self.tf_serving_url)
-        return urlunsplit((parts.scheme, parts.netloc, parts.path.removesuffix(":predict"), "", ""))
+        match = _PREDICT_PATH.match(parts.path)
+        path: str = match["model"] if match else parts.path.removesuffix(":predict")
+        return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+    @field_validator("model_name")
+    @classmethod
+    def _check_model_name(cls, name: str) -> str:
+        # "." or ".." would make MODEL_BASE_PATH/MODEL_NAME the base folder or its parent.
+        if set(name) == {"."}:
+            raise ValueError("MODEL_NAME must name a folder, not '.' or '..'")
+        return name
 
     @model_validator(mode="after")
     def _check_api_keys_file(self) -> "Settings":

@@ -56,11 +56,34 @@ def encode_tensor(array: np.ndarray) -> bytes:
     )
 
 
-def encode_predict_request(
-    model_name: str, signature_name: str, inputs: dict[str, np.ndarray]
+def encode_model_spec(
+    name: str, signature_name: str, version: int | None = None, version_label: str | None = None
 ) -> bytes:
-    """PredictRequest{model_spec=1{name=1, signature_name=3}, inputs=2 map<string,TensorProto>}."""
-    spec = _bytes_field(1, model_name.encode()) + _bytes_field(3, signature_name.encode())
+    """ModelSpec{name=1, oneof{version=2 Int64Value{value=1}, version_label=4}, signature_name=3}.
+
+    Neither version nor label asks for the latest version; both at once cannot be sent.
+    """
+    if version is not None and version_label is not None:
+        raise ValueError("a ModelSpec names a version or a version label, not both")
+    spec = _bytes_field(1, name.encode())
+    if version is not None:
+        # A wrapper message: present even for version 0, whose value field is then omitted.
+        spec += _bytes_field(2, _varint_field(1, version) if version else b"")
+    spec += _bytes_field(3, signature_name.encode())
+    if version_label is not None:
+        spec += _bytes_field(4, version_label.encode())
+    return spec
+
+
+def encode_predict_request(
+    model_name: str,
+    signature_name: str,
+    inputs: dict[str, np.ndarray],
+    version: int | None = None,
+    version_label: str | None = None,
+) -> bytes:
+    """PredictRequest{model_spec=1 ModelSpec, inputs=2 map<string,TensorProto>}."""
+    spec = encode_model_spec(model_name, signature_name, version, version_label)
     entries = b"".join(
         _bytes_field(2, _bytes_field(1, name.encode()) + _bytes_field(2, encode_tensor(array)))
         for name, array in inputs.items()

@@ -34,9 +34,18 @@ class GrpcPredictor:
     transport = "grpc"
 
     def __init__(
-        self, target: str, model_name: str, timeout_seconds: float, reconnect_seconds: float
+        self,
+        target: str,
+        model_name: str,
+        timeout_seconds: float,
+        reconnect_seconds: float,
+        version: int | None = None,
+        version_label: str | None = None,
     ):
+        """`version` or `version_label` go into every ModelSpec; neither asks for the latest."""
         self._model_name = model_name
+        self._version = version
+        self._version_label = version_label
         self._timeout_seconds = timeout_seconds
         self._reconnect_seconds = reconnect_seconds
         self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
@@ -60,6 +69,8 @@ class GrpcPredictor:
             self._model_name,
             signature.signature_name,
             {signature.input_name: np.ascontiguousarray(images, dtype=np.uint8)},
+            version=self._version,
+            version_label=self._version_label,
         )
         try:
             reply = await self._call(request)

@@ -4,11 +4,12 @@ docs/tf-serving-protocol.md §3-§5: `POST .../v1/models/NAME:predict` with
 `{"signature_name", "inputs": {name: nested list}}` answers `{"outputs": ...}`
 or `{"error": "..."}`. orjson encodes the numpy buffer directly.
 
-A REST answer does not say which version produced it, so unless
-TF_SERVING_URL already selects a version or label, each batch is sent to
-`.../versions/N:predict` for the version whose signature and labels the
-gateway holds: the answer then carries that version's labels, even while
-TF Serving switches versions (a version already unloaded answers 404).
+A REST answer does not say which version produced it, so each batch is sent
+to `.../versions/N:predict` for the version whose signature and labels the
+gateway holds: the version TF_SERVING_URL pins, the one its label named at the
+last status check, or else the newest AVAILABLE one. The answer then carries
+that version's labels, even while TF Serving switches versions (a version
+already unloaded answers 404).
 """
 
 import asyncio
@@ -28,16 +29,9 @@ class RestPredictor:
 
     transport = "rest"
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        predict_url: str,
-        timeout_seconds: float,
-        model_url: str | None = None,
-    ):
-        """`model_url` (`.../v1/models/NAME`): pin each batch to the signature's version."""
+    def __init__(self, client: httpx.AsyncClient, model_url: str, timeout_seconds: float):
+        """`model_url` is `.../v1/models/NAME`; each batch goes to the signature's version."""
         self._client = client
-        self._url = predict_url
         self._model_url = model_url
         self._timeout_seconds = timeout_seconds
 
@@ -51,13 +45,8 @@ class RestPredictor:
     async def predict(
         self, images: np.ndarray, signature: ModelSignature
     ) -> tuple[np.ndarray, int | None]:
-        """Scores, and the version that produced them (None when TF_SERVING_URL chose)."""
-        url, version = self._url, None
-        if self._model_url is not None:
-            url, version = (
-                f"{self._model_url}/versions/{signature.version}:predict",
-                signature.version,
-            )
+        """Scores, and the version that produced them."""
+        url = f"{self._model_url}/versions/{signature.version}:predict"
         # Encoding ~150,000 integers an image and parsing the reply are CPU work:
         # off the event loop, so other requests keep moving meanwhile.
         body = await asyncio.to_thread(encode_request, images, signature)
@@ -65,7 +54,8 @@ class RestPredictor:
         if response.status_code != 200:
             raise translate_status(response.status_code, error_message(response))
         rows = images.shape[0]
-        return await asyncio.to_thread(parse_outputs, response.content, signature, rows), version
+        probabilities = await asyncio.to_thread(parse_outputs, response.content, signature, rows)
+        return probabilities, signature.version
 
     async def _post(self, url: str, body: bytes) -> httpx.Response:
         try:

@@ -28,6 +28,25 @@ def test_model_name_follows_the_url_when_not_given() -> None:
     assert settings.model_name == "other"
 
 
+@pytest.mark.parametrize(
+    ("path", "version", "label"),
+    [
+        ("mobilenet:predict", None, None),
+        ("mobilenet/versions/1:predict", 1, None),
+        ("mobilenet/versions/0007:predict", 7, None),
+        ("mobilenet/labels/stable:predict", None, "stable"),
+        ("mobilenet/labels/can%20ary:predict", None, "can ary"),
+    ],
+)
+def test_a_version_or_label_in_the_url_is_read_apart_from_the_model_url(
+    path: str, version: int | None, label: str | None
+) -> None:
+    settings = Settings(tf_serving_url=f"http://tfs:8501/v1/models/{path}")
+    assert (settings.tf_serving_version, settings.tf_serving_version_label) == (version, label)
+    assert settings.tf_serving_model_url == "http://tfs:8501/v1/models/mobilenet"
+    assert settings.model_name == "mobilenet"
+
+
 def test_a_bare_server_address_gets_the_predict_path() -> None:
     settings = Settings(tf_serving_url="http://tfs:8501", model_name="mobilenet")
     assert settings.tf_serving_url == "http://tfs:8501/v1/models/mobilenet:predict"
@@ -42,6 +61,22 @@ def test_a_bare_server_address_gets_the_predict_path() -> None:
         (
             {"tf_serving_url": "http://tfs:8501/v1/models/a:predict", "model_name": "b"},
             "agree",
+        ),
+        ({"tf_serving_url": "http://tfs:8501/v1/models/m/versions/v1:predict"}, "predict URL"),
+        (
+            {"tf_serving_url": "http://tfs:8501/v1/models/m/versions/1/labels/a:predict"},
+            "predict URL",
+        ),
+        (
+            {"tf_serving_url": f"http://tfs:8501/v1/models/m/versions/{2**63}:predict"},
+            "beyond int64",
+        ),
+        (
+            {
+                "tf_serving_url": "http://tfs:8501/v1/models/m/labels/stable:predict",
+                "inference_backend": "embedded",
+            },
+            "INFERENCE_BACKEND=embedded",
         ),
         ({"inference_backend": "onnx"}, "tfserving"),
         ({"max_upload_bytes": 0}, "greater than 0"),
@@ -79,3 +114,9 @@ def test_model_name_alone_picks_the_default_servers_url() -> None:
     settings = Settings(model_name="efficientnet_lite0")
     assert settings.tf_serving_url == "http://localhost:8501/v1/models/efficientnet_lite0:predict"
     assert settings.model_name == "efficientnet_lite0"
+
+
+@pytest.mark.parametrize("name", [".", "..", "..."])
+def test_a_model_name_of_dots_is_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match="must name a folder"):
+        Settings(model_name=name)

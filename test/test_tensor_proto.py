@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 from tensorflow.core.framework import tensor_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import model_pb2, predict_pb2
 
 from gateway.tensor_proto import (
     decode_predict_response,
     decode_tensor,
+    encode_model_spec,
     encode_predict_request,
     encode_tensor,
 )
@@ -24,6 +25,42 @@ def test_predict_request_parses_with_the_official_message() -> None:
     assert [dim.size for dim in tensor.tensor_shape.dim] == [2, 4, 5, 3]
     decoded = np.frombuffer(tensor.tensor_content, dtype=np.uint8).reshape(2, 4, 5, 3)
     np.testing.assert_array_equal(decoded, images)
+    assert request.model_spec.WhichOneof("version_choice") is None  # the latest version
+
+
+def official_spec(version: int | None, label: str | None) -> model_pb2.ModelSpec:
+    spec = model_pb2.ModelSpec(name="mobilenet", signature_name="serving_default")
+    if version is not None:
+        spec.version.value = version
+    if label is not None:
+        spec.version_label = label
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("version", "label"),
+    [(None, None), (1, None), (0, None), (2**63 - 1, None), (None, "stable"), (None, "café")],
+)
+def test_model_spec_is_byte_for_byte_the_official_one(
+    version: int | None, label: str | None
+) -> None:
+    expected = official_spec(version, label)
+    assert encode_model_spec("mobilenet", "serving_default", version, label) == (
+        expected.SerializeToString()
+    )
+    images = np.zeros((1, 2, 2, 3), dtype=np.uint8)
+    wire = encode_predict_request(
+        "mobilenet", "serving_default", {"images": images}, version, label
+    )
+    request = predict_pb2.PredictRequest.FromString(wire)
+    assert request.model_spec == expected
+    choice = request.model_spec.WhichOneof("version_choice")
+    assert choice == ("version" if version is not None else "version_label" if label else None)
+
+
+def test_a_version_and_a_label_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        encode_model_spec("mobilenet", "serving_default", 1, "stable")
 
 
 def official_response(values: np.ndarray, packed_content: bool, version: int) -> bytes:

@@ -1,18 +1,25 @@
 """The TF Serving client: protocol parsing and error mapping, through httpx's mock transport."""
 
 import asyncio
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import grpc
 import httpx
 import numpy as np
 import orjson
 import pytest
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import predict_pb2
 
-from gateway.errors import BackendError, BackendTimeout, BackendUnavailable
+from gateway.backend import BatchPrediction, ModelStatus
+from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, ServableGone
 from gateway.settings import Settings
 from gateway.tfserving import TFServingBackend, parse_signature
 
 MODEL_URL = "http://tfs:8501/v1/models/mobilenet"
+T = TypeVar("T")
 
 
 def metadata(dtype: str = "DT_UINT8", dims: tuple[int, ...] = (-1, 224, 224, 3)) -> dict:
@@ -63,23 +70,30 @@ def tf_serving(
     return handle
 
 
-def run(
-    handler: Handler, images: np.ndarray | None = None, predict_url: str = f"{MODEL_URL}:predict"
-) -> object:
-    async def scenario() -> object:
+def against(
+    handler: Handler, predict_url: str, call: Callable[[TFServingBackend], Awaitable[T]]
+) -> T:
+    """`call` on a started REST backend whose TF Serving is `handler`."""
+
+    async def scenario() -> T:
         backend = TFServingBackend(
             Settings(tf_serving_url=predict_url, tf_serving_transport="rest"),
             transport=httpx.MockTransport(handler),
         )
         await backend.start()
         try:
-            return await backend.predict(
-                images if images is not None else np.zeros((1, 224, 224, 3), np.uint8)
-            )
+            return await call(backend)
         finally:
             await backend.close()
 
     return asyncio.run(scenario())
+
+
+def run(
+    handler: Handler, images: np.ndarray | None = None, predict_url: str = f"{MODEL_URL}:predict"
+) -> BatchPrediction:
+    pixels = images if images is not None else np.zeros((1, 224, 224, 3), np.uint8)
+    return against(handler, predict_url, lambda backend: backend.predict(pixels))
 
 
 def test_pixels_travel_as_uint8_columnar_inputs_and_outputs_are_read() -> None:
@@ -94,8 +108,8 @@ def test_pixels_travel_as_uint8_columnar_inputs_and_outputs_are_read() -> None:
     assert seen["signature_name"] == "serving_default"
     assert np.asarray(seen["inputs"]["images"]).shape == (1, 224, 224, 3)
     assert seen["inputs"]["images"][0][0][0] == [7, 7, 7]
-    assert result.version == 1  # type: ignore[attr-defined]
-    assert result.probabilities[0, 0] == 0.5  # type: ignore[attr-defined]
+    assert result.version == 1
+    assert result.probabilities[0, 0] == 0.5
 
 
 def test_named_outputs_are_picked_by_the_signature_output_name() -> None:
@@ -103,7 +117,7 @@ def test_named_outputs_are_picked_by_the_signature_output_name() -> None:
     row[3] = 1.0
     body = {"outputs": {"probabilities": [row]}}
     result = run(tf_serving(lambda _: httpx.Response(200, json=body)))
-    assert int(np.argmax(result.probabilities[0])) == 3  # type: ignore[attr-defined]
+    assert int(np.argmax(result.probabilities[0])) == 3
 
 
 @pytest.mark.parametrize(
@@ -161,6 +175,46 @@ def test_a_float_input_signature_is_refused_with_a_reason() -> None:
         parse_signature(metadata(dtype="DT_FLOAT"), version=1)
 
 
+def serving_default(document: dict) -> dict:
+    return document["metadata"]["signature_def"]["signature_def"]["serving_default"]  # type: ignore[no-any-return]
+
+
+def unknown_rank_output(document: dict) -> None:
+    output = serving_default(document)["outputs"]["probabilities"]
+    output["tensor_shape"] = {"dim": [], "unknown_rank": True}
+
+
+def no_outputs(document: dict) -> None:
+    serving_default(document)["outputs"] = {}
+
+
+def string_input(document: dict) -> None:
+    serving_default(document)["inputs"]["images"] = "images:0"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        (unknown_rank_output, "output 'probabilities' has shape []"),
+        (no_outputs, "no output"),
+        (string_input, "input 'images' is None"),
+        (lambda document: document.update(metadata=[1, 2]), "no readable 'serving_default'"),
+    ],
+)
+def test_any_malformed_metadata_is_a_value_error_with_a_reason(
+    spoil: Callable[[dict], None], reason: str
+) -> None:
+    document = metadata()
+    spoil(document)
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        parse_signature(document, version=1)
+
+
+def test_a_list_for_a_document_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="serving_default"):
+        parse_signature([1, 2, 3], version=1)
+
+
 def scores_with_best(class_id: int) -> dict:
     row = [0.0] * 1001
     row[class_id] = 1.0
@@ -176,23 +230,253 @@ def test_each_batch_is_pinned_to_the_version_whose_labels_the_gateway_holds() ->
 
     result = run(tf_serving(predict, versions=((1, "AVAILABLE"),)))
     assert paths == ["/v1/models/mobilenet/versions/1:predict"]
-    assert result.version == 1  # type: ignore[attr-defined]
+    assert result.version == 1
 
 
-def test_a_version_chosen_in_tf_serving_url_is_left_alone() -> None:
-    paths: list[str] = []
+def status_of(handler: Handler, predict_url: str) -> ModelStatus:
+    return against(handler, predict_url, lambda backend: backend.status())
+
+
+def pinned_server(
+    routes: dict[str, httpx.Response], paths: list[str], predict: Handler | None = None
+) -> Handler:
+    """TF Serving answering GETs from `routes` (else 404) and POSTs with `predict`.
+
+    Every request's method and path go to `paths`.
+    """
 
     def handle(request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        if request.method == "GET" and path == "/v1/models/mobilenet/labels/stable":
-            return httpx.Response(200, json=status((1, "AVAILABLE")))
-        if path.endswith("/metadata"):
-            return httpx.Response(200, json=metadata())
-        paths.append(path)
-        return httpx.Response(200, json=scores_with_best(3))
+        paths.append(f"{request.method} {path}")
+        if request.method == "POST":
+            return predict(request) if predict else httpx.Response(200, json=scores_with_best(3))
+        return routes.get(path, httpx.Response(404, json={"error": f"no route {path}"}))
 
-    run(handle, predict_url=f"{MODEL_URL}/labels/stable:predict")
-    assert paths == ["/v1/models/mobilenet/labels/stable:predict"]
+    return handle
+
+
+def test_a_pinned_version_is_asked_for_by_status_metadata_and_predict() -> None:
+    paths: list[str] = []
+    routes = {
+        # The model lists version 2 too: a pinned gateway never asks for that list.
+        "/v1/models/mobilenet": httpx.Response(200, json=status((2, "AVAILABLE"))),
+        "/v1/models/mobilenet/versions/1": httpx.Response(200, json=status((1, "AVAILABLE"))),
+        "/v1/models/mobilenet/versions/1/metadata": httpx.Response(200, json=metadata()),
+    }
+    result = run(pinned_server(routes, paths), predict_url=f"{MODEL_URL}/versions/1:predict")
+    assert paths == [
+        "GET /v1/models/mobilenet/versions/1",
+        "GET /v1/models/mobilenet/versions/1/metadata",
+        "POST /v1/models/mobilenet/versions/1:predict",
+    ]
+    assert result.version == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "state", "detail"),
+    [
+        (httpx.Response(200, json=status((1, "END"))), "END", "version 1 is END"),
+        (httpx.Response(200, json=status((1, "LOADING"))), "LOADING", "version 1 is LOADING"),
+        (
+            httpx.Response(404, json={"error": "Could not find version 1 of model mobilenet"}),
+            "NOT_FOUND",
+            "Could not find version 1 of model mobilenet",
+        ),
+    ],
+)
+def test_a_pinned_gateway_is_ready_only_while_its_version_is_available(
+    answer: httpx.Response, state: str, detail: str
+) -> None:
+    paths: list[str] = []
+    routes = {
+        "/v1/models/mobilenet": httpx.Response(200, json=status((2, "AVAILABLE"))),
+        "/v1/models/mobilenet/versions/1": answer,
+    }
+    result = status_of(pinned_server(routes, paths), f"{MODEL_URL}/versions/1:predict")
+    assert (result.ready, result.state) == (False, state)
+    assert result.detail == f"TF_SERVING_URL pins version 1: {detail}"
+    assert paths == ["GET /v1/models/mobilenet/versions/1"]
+
+
+def test_a_pinned_version_that_is_unloaded_is_never_replaced_by_another() -> None:
+    paths: list[str] = []
+    routes = {
+        "/v1/models/mobilenet": httpx.Response(200, json=status((2, "AVAILABLE"), (1, "END"))),
+        "/v1/models/mobilenet/versions/1": httpx.Response(200, json=status((1, "AVAILABLE"))),
+        "/v1/models/mobilenet/versions/1/metadata": httpx.Response(200, json=metadata()),
+        "/v1/models/mobilenet/versions/2/metadata": httpx.Response(200, json=metadata()),
+    }
+
+    def gone(_: httpx.Request) -> httpx.Response:
+        routes["/v1/models/mobilenet/versions/1"] = httpx.Response(200, json=status((1, "END")))
+        body = {"error": "Servable not found for request: Specific(mobilenet, 1)"}
+        return httpx.Response(404, json=body)
+
+    with pytest.raises(ServableGone, match=r"Specific\(mobilenet, 1\)"):
+        run(pinned_server(routes, paths, gone), predict_url=f"{MODEL_URL}/versions/1:predict")
+    assert [path for path in paths if "2" in path] == []
+    assert paths.count("POST /v1/models/mobilenet/versions/1:predict") == 1
+
+
+def labelled(version: int) -> httpx.Response:
+    document = metadata()
+    document["model_spec"]["version"] = str(version)
+    return httpx.Response(200, json=document)
+
+
+LABEL_METADATA = "/v1/models/mobilenet/labels/stable/metadata"
+
+
+def test_a_label_is_resolved_through_its_metadata_and_each_batch_sent_to_its_version() -> None:
+    paths: list[str] = []
+    routes = {
+        "/v1/models/mobilenet": httpx.Response(
+            200, json=status((2, "AVAILABLE"), (1, "AVAILABLE"))
+        ),
+        LABEL_METADATA: labelled(1),
+    }
+    result = run(pinned_server(routes, paths), predict_url=f"{MODEL_URL}/labels/stable:predict")
+    # Status ignores labels (docs/tf-serving-protocol.md §2.1): the label's metadata
+    # names the version, and its signature comes from that same document.
+    assert paths == [
+        "GET /v1/models/mobilenet",
+        f"GET {LABEL_METADATA}",
+        "POST /v1/models/mobilenet/versions/1:predict",
+    ]
+    assert result.version == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "state", "detail"),
+    [
+        (
+            httpx.Response(400, json={"error": "Unrecognized servable version label: stable"}),
+            "NOT_FOUND",
+            "Unrecognized servable version label: stable",
+        ),
+        (
+            httpx.Response(404, json={"error": "Servable not found: Specific(mobilenet, 3)"}),
+            "NOT_FOUND",
+            "Servable not found: Specific(mobilenet, 3)",
+        ),
+        (labelled(3), "LOADING", "it names version 3, which is LOADING"),
+    ],
+)
+def test_a_label_that_names_no_available_version_is_not_ready(
+    answer: httpx.Response, state: str, detail: str
+) -> None:
+    routes = {
+        "/v1/models/mobilenet": httpx.Response(200, json=status((3, "LOADING"), (1, "AVAILABLE"))),
+        LABEL_METADATA: answer,
+    }
+    result = status_of(pinned_server(routes, []), f"{MODEL_URL}/labels/stable:predict")
+    assert (result.ready, result.state) == (False, state)
+    assert result.detail == f"TF_SERVING_URL pins label 'stable': {detail}"
+    assert result.document == status((3, "LOADING"), (1, "AVAILABLE"))
+
+
+def test_a_batch_follows_its_label_to_the_version_it_names_now() -> None:
+    paths: list[str] = []
+    routes = {
+        "/v1/models/mobilenet": httpx.Response(
+            200, json=status((2, "AVAILABLE"), (1, "AVAILABLE"))
+        ),
+        LABEL_METADATA: labelled(1),
+    }
+
+    def predict(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/versions/1:predict"):
+            routes["/v1/models/mobilenet"] = httpx.Response(
+                200, json=status((2, "AVAILABLE"), (1, "END"))
+            )
+            routes[LABEL_METADATA] = labelled(2)
+            return httpx.Response(404, json={"error": "Servable not found"})
+        return httpx.Response(200, json=scores_with_best(7))
+
+    result = run(
+        pinned_server(routes, paths, predict), predict_url=f"{MODEL_URL}/labels/stable:predict"
+    )
+    assert [path for path in paths if path.startswith("POST")] == [
+        "POST /v1/models/mobilenet/versions/1:predict",
+        "POST /v1/models/mobilenet/versions/2:predict",
+    ]
+    assert result.version == 2
+
+
+class PredictRecorder:
+    """A gRPC PredictionService whose Predict records each request and answers version 1."""
+
+    def __init__(self) -> None:
+        self.requests: list[predict_pb2.PredictRequest] = []
+
+    def predict(self, request: bytes, _context: object) -> bytes:
+        parsed = predict_pb2.PredictRequest.FromString(request)
+        self.requests.append(parsed)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = parsed.model_spec.name
+        response.model_spec.version.value = 1
+        tensor = response.outputs["probabilities"]
+        tensor.dtype = types_pb2.DT_FLOAT
+        tensor.tensor_shape.dim.add().size = 1
+        tensor.tensor_shape.dim.add().size = 1001
+        tensor.float_val.extend([1.0 / 1001] * 1001)
+        return bytes(response.SerializeToString())
+
+
+@pytest.mark.parametrize(
+    ("selector", "status_path", "choice", "value"),
+    [
+        ("", "/v1/models/mobilenet", None, None),
+        ("/versions/1", "/v1/models/mobilenet/versions/1", "version", 1),
+        ("/labels/can%20ary", "/v1/models/mobilenet", "version_label", "can ary"),
+    ],
+)
+def test_grpc_predict_carries_the_version_or_label_of_tf_serving_url(
+    selector: str, status_path: str, choice: str | None, value: object
+) -> None:
+    routes = {
+        status_path: httpx.Response(200, json=status((1, "AVAILABLE"))),
+        "/v1/models/mobilenet/versions/1/metadata": httpx.Response(200, json=metadata()),
+        "/v1/models/mobilenet/labels/can ary/metadata": labelled(1),
+    }
+    recorder = PredictRecorder()
+
+    async def scenario() -> BatchPrediction:
+        server = grpc.aio.server()
+        handler = grpc.unary_unary_rpc_method_handler(recorder.predict)
+        server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    "tensorflow.serving.PredictionService", {"Predict": handler}
+                )
+            ]
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        backend = TFServingBackend(
+            Settings(
+                tf_serving_url=f"{MODEL_URL}{selector}:predict",
+                tf_serving_grpc_target=f"127.0.0.1:{port}",
+            ),
+            transport=httpx.MockTransport(pinned_server(routes, [])),
+        )
+        await backend.start()
+        try:
+            return await backend.predict(np.zeros((1, 224, 224, 3), np.uint8))
+        finally:
+            await backend.close()
+            await server.stop(None)
+
+    result = asyncio.run(scenario())
+    assert result.version == 1
+    (request,) = recorder.requests
+    spec = request.model_spec
+    assert (spec.name, spec.signature_name) == ("mobilenet", "serving_default")
+    assert spec.WhichOneof("version_choice") == choice
+    if choice == "version":
+        assert spec.version.value == value
+    elif choice == "version_label":
+        assert spec.version_label == value
 
 
 def version_switch(v2_dims: tuple[int, ...], paths: list[str]) -> Handler:
@@ -228,8 +512,8 @@ def test_a_batch_for_an_unloaded_version_is_sent_again_to_the_new_one() -> None:
         "/v1/models/mobilenet/versions/1:predict",
         "/v1/models/mobilenet/versions/2:predict",
     ]
-    assert result.version == 2  # type: ignore[attr-defined]
-    assert int(np.argmax(result.probabilities[0])) == 7  # type: ignore[attr-defined]
+    assert result.version == 2
+    assert int(np.argmax(result.probabilities[0])) == 7
 
 
 def test_no_second_attempt_when_the_new_version_wants_other_pixels() -> None:
