@@ -1,9 +1,11 @@
 """The embedded backend follows new versions the way TF Serving's latest policy does."""
 
+import re
 import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -49,6 +51,85 @@ def test_a_new_version_is_swapped_in_under_load_without_failures(
         wait_until(lambda: httpx.get(f"{front.url}/model").json()["version"] == 2)
         shutil.rmtree(models / "mobilenet" / "1")
         time.sleep(1.5)
+    finally:
+        stop.set()
+        worker.join()
+        front.stop()
+    assert statuses
+    assert set(statuses) == {200}
+    assert versions == {1, 2}
+
+
+def test_a_version_incomplete_when_first_seen_is_loaded_once_complete(
+    model_root: Path, logs: Path, tmp_path: Path, cat_jpeg: bytes
+) -> None:
+    """A non-atomic copy: version 2 fails to load, version 1 keeps serving, then 2 takes over."""
+    models = tmp_path / "models" / "mobilenet"
+    shutil.copytree(model_root / "mobilenet" / "1", models / "1")
+    front = gateway(
+        logs / "embedded-retry.log",
+        INFERENCE_BACKEND="embedded",
+        MODEL_BASE_PATH=str(models.parent),
+        STATUS_POLL_SECONDS="0.5",
+        EMBEDDED_LOAD_RETRY_SECONDS="0.2",
+        EMBEDDED_LOAD_RETRY_MAX_SECONDS="1",
+    )
+    front.ready = answers(f"{front.url}/health", 200)
+    front.start()
+    statuses: list[int] = []
+    versions: set[int] = set()
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            response = post_image(front.url, cat_jpeg)
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                versions.add(int(response.json()["model"]["version"]))
+
+    def health() -> dict[str, Any]:
+        response = httpx.get(f"{front.url}/health")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    tflite = Path("assets.extra") / "model.tflite"
+    complete = (models / "1" / tflite).read_bytes()
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        shutil.copytree(models / "1", models / ".tmp-2")
+        (models / ".tmp-2" / tflite).write_bytes(complete[: len(complete) // 2])
+        (models / ".tmp-2").rename(models / "2")  # seen with half its model written
+        failed = "version 2 could not be loaded"
+        wait_until(lambda: failed in health().get("detail", ""), what="the failure in /health")
+        attempt = re.compile(r"\(attempt (\d+)\)")
+        wait_until(
+            lambda: int(attempt.findall(health()["detail"])[-1]) >= 3, what="retries of version 2"
+        )
+        body = health()
+        assert body["status"] == "healthy"
+        assert body["served_model"]["version"] == 1
+        assert "version 1 keeps serving" in body["detail"]
+        assert str(tmp_path) not in body["detail"]
+        broken, serving = body["model"]["model_version_status"]
+        assert (broken["version"], broken["state"]) == ("2", "END")
+        assert broken["status"]["error_code"] == "UNKNOWN"
+        assert broken["status"]["error_message"].startswith(failed)
+        assert serving == {
+            "version": "1",
+            "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""},
+        }
+        assert versions == {1}
+
+        (models / "2" / tflite).write_bytes(complete)  # the copy completes, in place
+        wait_until(lambda: httpx.get(f"{front.url}/model").json()["version"] == 2)
+        body = health()
+        assert "detail" not in body
+        (entry,) = body["model"]["model_version_status"]
+        assert (entry["version"], entry["state"]) == ("2", "AVAILABLE")
+        time.sleep(0.5)
     finally:
         stop.set()
         worker.join()
