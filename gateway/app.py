@@ -86,6 +86,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         UploadGuard,
         max_upload_bytes=settings.max_upload_bytes,
         timeout_seconds=settings.request_timeout_seconds,
+        min_bytes_per_second=settings.min_upload_bytes_per_second,
+        grace_seconds=settings.upload_grace_seconds,
     )
     app.add_middleware(InFlightLimit, limit=settings.max_in_flight)
     keys = settings.accepted_api_keys()

@@ -4,6 +4,7 @@ Each test starts its own gateway (and double), since it saturates or slows them.
 """
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections import Counter
@@ -303,4 +304,65 @@ def test_a_stalled_upload_does_not_hold_an_in_flight_slot_past_the_deadline(
     finally:
         for connection in stalled:
             connection.close()
+        front.stop()
+
+
+def send_slowly(
+    address: tuple[str, int], request: bytes, chunk: int, pause: float
+) -> tuple[int, bytes]:
+    """Send the headers at once, then the body `chunk` bytes at a time with `pause` between.
+
+    Returns how many bytes went out and the gateway's answer.
+    """
+    sent = request.index(b"\r\n\r\n") + 4
+    with socket.create_connection(address, timeout=30) as client:
+        client.sendall(request[:sent])
+        try:
+            while sent < len(request):
+                client.sendall(request[sent : sent + chunk])
+                sent += chunk
+                time.sleep(pause)
+        except OSError:
+            pass  # the gateway answered and closed while we were still sending
+        answer = b""
+        with contextlib.suppress(OSError):  # a keep-alive answer ends with a quiet second
+            while block := client.recv(65536):
+                answer += block
+                client.settimeout(1.0)
+    return sent, answer
+
+
+def test_trickling_uploads_are_cut_off_and_steady_ones_keep_their_slot(
+    double: Process, model_root: Path, logs: Path, cat_jpeg: bytes
+) -> None:
+    front = gateway_for(
+        double,
+        model_root,
+        logs / "trickle-gateway.log",
+        MAX_IN_FLIGHT="2",
+        MIN_UPLOAD_BYTES_PER_SECOND="2048",
+        UPLOAD_GRACE_SECONDS="1",
+    )
+    front.ready = answers(f"{front.url}/health", 200)
+    front.start()
+    host, port = front.url.removeprefix("http://").split(":")
+    address = (host, int(port))
+    request = raw_predict_request(cat_jpeg)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            # Two clients at 40 bytes/s hold both slots at first...
+            tricklers = [pool.submit(send_slowly, address, request, 20, 0.5) for _ in range(2)]
+            time.sleep(0.5)
+            assert post_image(front.url, cat_jpeg).status_code == 503
+            # ...and are cut off soon after the grace period, not at the 30 s deadline.
+            answers_ = [trickler.result(timeout=20) for trickler in tricklers]
+        for sent, answer in answers_:
+            assert sent < len(request)
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert b"MIN_UPLOAD_BYTES_PER_SECOND" in answer
+        assert post_image(front.url, cat_jpeg).status_code == 200
+        # A client on a slow but steady link (about 16 KiB/s) is never cut off.
+        sent, answer = send_slowly(address, request, 4096, 0.25)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    finally:
         front.stop()
