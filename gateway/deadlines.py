@@ -1,21 +1,31 @@
 """Every prediction runs under a deadline and stops when its client goes away.
 
 Cancelling the handler's work cancels its place in the batcher's queue, so a
-request that timed out or lost its client is never sent to the model.
+request that timed out or lost its client is never sent to the model. Work in
+threads cannot be cancelled, so the deadline travels with the work
+(`current_deadline`) and the decode checks it between stages.
 """
+
+from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Coroutine, Mapping
-from typing import Any, TypeVar
-
-from starlette.types import Receive
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.errors import ClientClosedRequest, DeadlineExceeded, InvalidRequest
+
+if TYPE_CHECKING:  # the pipeline reads current_deadline without importing the web framework
+    from starlette.types import Receive
 
 T = TypeVar("T")
 
 TIMEOUT_HEADER = "x-request-timeout"
+
+# Set for the task run_bounded starts: a task copies the context it was created in.
+_DEADLINE: ContextVar[float | None] = ContextVar("deadline", default=None)
 
 
 def request_timeout(headers: Mapping[str, str], default_seconds: float) -> float:
@@ -32,9 +42,21 @@ def request_timeout(headers: Mapping[str, str], default_seconds: float) -> float
     return min(seconds, default_seconds)
 
 
+def current_deadline() -> float | None:
+    """The `time.monotonic()` instant by which the work `run_bounded` runs must end, if any."""
+    return _DEADLINE.get()
+
+
 async def run_bounded(work: Coroutine[Any, Any, T], receive: Receive, timeout_seconds: float) -> T:
-    """Run `work`; stop it on the deadline (504) or when the client disconnects (499)."""
-    task = asyncio.ensure_future(work)
+    """Run `work`; stop it on the deadline (504) or when the client disconnects (499).
+
+    Inside `work`, `current_deadline()` tells when that deadline falls.
+    """
+    token = _DEADLINE.set(time.monotonic() + timeout_seconds)
+    try:
+        task = asyncio.ensure_future(work)
+    finally:
+        _DEADLINE.reset(token)
     watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
     try:
         done, _ = await asyncio.wait(

@@ -40,6 +40,13 @@ class TooManyPixels(GatewayError):
     status, code, title = 422, "too_many_pixels", "Image has too many pixels"
 
 
+class DecodeTooLarge(GatewayError):
+    """Decoding would need more memory than DECODE_MEMORY_BUDGET_MB: a server limit, like
+    TooManyPixels, known from the header, so retrying can never help (422, not 503)."""
+
+    status, code, title = 422, "decode_too_large", "Image too large to decode"
+
+
 class PayloadTooLarge(GatewayError):
     status, code, title = 413, "payload_too_large", "Upload too large"
 
@@ -91,6 +98,11 @@ class MethodNotAllowed(GatewayError):
 
 class Overloaded(GatewayError):
     status, code, title = 503, "overloaded", "Too many requests in flight"
+    retry_after_seconds = 1
+
+
+class DecodeBudgetExhausted(GatewayError):
+    status, code, title = 503, "decode_budget_exhausted", "Decode memory in use"
     retry_after_seconds = 1
 
 

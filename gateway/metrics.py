@@ -39,6 +39,10 @@ TFLITE_CALLS = Counter(
     ["interpreter"],
 )
 MODEL_READY = Gauge("gateway_model_ready", "1 when a model version is AVAILABLE, else 0")
+DECODE_MEMORY_RESERVED = Gauge(
+    "gateway_decode_memory_reserved_bytes",
+    "Decode memory held by admitted decodes, out of DECODE_MEMORY_BUDGET_MB",
+)
 
 
 def counts_by_outcome() -> dict[str, int]:

@@ -1,17 +1,23 @@
 """The classification pipeline: preprocess, predict, postprocess, each stage timed.
 
 Plain asyncio; no web framework here, so the benchmark and tests can drive it directly.
+Preprocessing reads the header first, then waits for its share of the decode
+memory budget, then decodes under the request's deadline.
 """
 
 import asyncio
+import contextlib
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 from gateway import metrics
 from gateway.backend import Backend
 from gateway.batching import Batcher
-from gateway.imaging import prepare_image
+from gateway.deadlines import current_deadline
+from gateway.decode_budget import MIB, DecodeBudget, DecodeCost, return_freed_memory
+from gateway.errors import DeadlineExceeded, DecodeBudgetExhausted, DecodeTooLarge
+from gateway.imaging import PreparedImage, inspect_image, prepare_image
 from gateway.model_assets import ModelAssets, load_assets
 from gateway.ranking import Prediction, rank_top_k
 from gateway.settings import Settings
@@ -38,26 +44,25 @@ class Classifier:
         self._backend = backend
         self._batcher = batcher
         self._executor = executor
+        self._budget = DecodeBudget(settings.decode_memory_budget_mb * MIB)
 
-    async def classify(self, data: bytes, top_k: int) -> Classification:
+    async def classify(
+        self, data: bytes, top_k: int, deadline: float | None = None
+    ) -> Classification:
+        """Classify one upload by `deadline` (`time.monotonic()`; default: run_bounded's)."""
+        if deadline is None:
+            deadline = current_deadline()
         signature = await self._backend.signature()
-        loop = asyncio.get_running_loop()
 
         started = time.perf_counter()
-        prepared = await loop.run_in_executor(
-            self._executor,
-            prepare_image,
-            data,
-            signature.image_size,
-            self._settings.max_image_pixels,
-        )
+        prepared = await self._prepare(data, signature.image_size, deadline)
         decoded = time.perf_counter()
         probabilities, version = await self._batcher.predict_one(prepared.pixels)
         inferred = time.perf_counter()
         metrics.DECODE_SECONDS.observe(decoded - started)
         metrics.INFERENCE_SECONDS.observe(inferred - decoded)
 
-        assets = load_assets(self._settings.model_dir, version)
+        assets = load_assets(self._settings.model_dir, version, len(probabilities))
         return Classification(
             predictions=rank_top_k(probabilities, top_k, assets.labels),
             original_size=prepared.original_size,
@@ -67,3 +72,55 @@ class Classifier:
             preprocess_ms=(decoded - started) * 1000.0,
             inference_ms=(inferred - decoded) * 1000.0,
         )
+
+    async def _prepare(
+        self, data: bytes, size: tuple[int, int], deadline: float | None
+    ) -> PreparedImage:
+        loop = asyncio.get_running_loop()
+        max_pixels = self._settings.max_image_pixels
+        cost = await loop.run_in_executor(self._executor, inspect_image, data, size, max_pixels)
+        if cost.bytes > self._budget.capacity:
+            raise DecodeTooLarge(
+                f"Decoding this image needs an estimated {cost.bytes / MIB:,.0f} MiB; "
+                f"the decode memory budget is {self._budget.capacity / MIB:,.0f} MiB "
+                "(DECODE_MEMORY_BUDGET_MB)."
+            )
+        # Admitted later than this, even the fastest decode would end past the deadline.
+        latest_start = None if deadline is None else deadline - cost.min_seconds
+        if latest_start is not None and time.monotonic() >= latest_start:
+            raise DeadlineExceeded("Too little of the request's deadline is left to decode.")
+        try:
+            await self._budget.acquire(cost.bytes, latest_start)
+        except TimeoutError:
+            raise DecodeBudgetExhausted(
+                "Other uploads hold the decode memory budget (DECODE_MEMORY_BUDGET_MB) "
+                "and none was freed within this request's deadline; retry shortly."
+            ) from None
+        metrics.DECODE_MEMORY_RESERVED.set(self._budget.in_use)
+
+        def release(_: Future[PreparedImage]) -> None:
+            # The memory is in use until the thread is done, even once this
+            # request has stopped waiting for it (deadline, client gone).
+            with contextlib.suppress(RuntimeError):  # the loop has closed at shutdown
+                loop.call_soon_threadsafe(self._release, cost.bytes)
+
+        try:
+            future = self._executor.submit(_decode, data, size, max_pixels, deadline, cost)
+        except BaseException:
+            self._release(cost.bytes)
+            raise
+        future.add_done_callback(release)
+        return await asyncio.wrap_future(future)
+
+    def _release(self, weight: int) -> None:
+        self._budget.release(weight)
+        metrics.DECODE_MEMORY_RESERVED.set(self._budget.in_use)
+
+
+def _decode(
+    data: bytes, size: tuple[int, int], max_pixels: int, deadline: float | None, cost: DecodeCost
+) -> PreparedImage:
+    try:
+        return prepare_image(data, size, max_pixels, deadline)
+    finally:
+        return_freed_memory(cost)

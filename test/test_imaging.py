@@ -2,13 +2,23 @@
 
 import io
 import struct
+import time
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from gateway.errors import CorruptImage, EmptyFile, NotAnImage, TooManyPixels, UnsupportedFormat
+from gateway.decode_budget import BAND_PIXELS
+from gateway.errors import (
+    CorruptImage,
+    DeadlineExceeded,
+    DecodeTooLarge,
+    EmptyFile,
+    NotAnImage,
+    TooManyPixels,
+    UnsupportedFormat,
+)
 from gateway.imaging import prepare_image, to_rgb
 
 SIZE = (224, 224)
@@ -155,3 +165,131 @@ def test_fast_resize_stays_close_to_a_full_lanczos_reference(
     reference = Image.open(io.BytesIO(data)).convert("RGB")
     expected = np.asarray(reference.resize(SIZE, Image.Resampling.LANCZOS))
     assert psnr_db(prepare_image(data, SIZE, LIMIT).pixels, expected) > 35.0
+
+
+def reference_rgb(image: Image.Image) -> np.ndarray:
+    """The documented conversions done on the whole picture at once, as they were first written."""
+    if image.mode in ("I;16", "I;16B"):
+        grey = (np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)
+        return np.asarray(Image.fromarray(grey).convert("RGB"))
+    if image.mode in ("I", "F"):
+        values = np.nan_to_num(
+            np.asarray(image).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0
+        )
+        low, high = values.min(), values.max()
+        stretched = np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
+        return np.asarray(Image.fromarray(stretched).convert("RGB"))
+    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, image.convert("RGBA")).convert("RGB"))
+
+
+def noise(width: int, height: int, channels: int, seed: int = 7) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
+
+
+def awkward_float(width: int, height: int) -> Image.Image:
+    values = noise(width, height, 1)[:, :, 0].astype(np.float32) * 1000.5 - 3e4
+    values[0, :3] = (np.nan, np.inf, -np.inf)
+    return Image.fromarray(values)
+
+
+BAND_MODES = {
+    "RGBA": lambda w, h: Image.fromarray(noise(w, h, 4)),
+    "LA": lambda w, h: Image.fromarray(noise(w, h, 4)).convert("LA"),
+    "P with transparency": lambda w, h: palette_with_transparency(w, h),
+    "I;16": lambda w, h: Image.fromarray(noise(w, h, 2).view(np.uint16)[:, :, 0]),
+    "I": lambda w, h: Image.fromarray(noise(w, h, 4).view(np.int32)[:, :, 0]),
+    "F with NaN and infinities": awkward_float,
+}
+
+
+def palette_with_transparency(width: int, height: int) -> Image.Image:
+    image = Image.fromarray(noise(width, height, 3)).convert("P")
+    image.info["transparency"] = 3
+    return image
+
+
+@pytest.mark.parametrize("mode", list(BAND_MODES))
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [
+        (700, 500),  # several bands of whole rows
+        (BAND_PIXELS + 1000, 3),  # rows wider than a band: split across too
+    ],
+)
+def test_converting_in_bands_gives_exactly_the_whole_picture_conversion(
+    mode: str, width: int, height: int
+) -> None:
+    image = BAND_MODES[mode](width, height)
+    assert width * height > BAND_PIXELS
+    np.testing.assert_array_equal(np.asarray(to_rgb(image)), reference_rgb(image))
+
+
+def test_nothing_starts_once_the_deadline_has_passed(cat_jpeg: bytes) -> None:
+    with pytest.raises(DeadlineExceeded):
+        prepare_image(cat_jpeg, SIZE, LIMIT, deadline=time.monotonic() - 0.001)
+
+
+def test_a_decode_stops_soon_after_its_deadline() -> None:
+    data = encode(Image.fromarray(noise(3000, 3000, 4)), "PNG", compress_level=1)
+    started = time.monotonic()
+    prepare_image(data, SIZE, LIMIT)
+    whole = time.monotonic() - started
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        prepare_image(data, SIZE, LIMIT, deadline=started + whole / 10)
+    assert time.monotonic() - started < whole / 2
+
+
+def tiff_in_strips(strips: int, width: int = 16) -> bytes:
+    """An uncompressed grey TIFF whose every one-row strip points at the same row."""
+    entries = 9
+    offsets_at = 8 + 2 + 12 * entries + 4
+    counts_at = offsets_at + 4 * strips
+    row_at = counts_at + 4 * strips
+    fields = [
+        (256, 4, 1, width),
+        (257, 4, 1, strips),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, strips, offsets_at),
+        (277, 3, 1, 1),
+        (278, 4, 1, 1),
+        (279, 4, strips, counts_at),
+    ]
+    directory = struct.pack("<H", entries) + b"".join(
+        struct.pack(
+            "<HHII" if kind == 4 else "<HHIHH", tag, kind, n, value, *([] if kind == 4 else [0])
+        )
+        for tag, kind, n, value in fields
+    )
+    tables = struct.pack(f"<{strips}I", *[row_at] * strips)
+    tables += struct.pack(f"<{strips}I", *[width] * strips)
+    return (
+        b"II*\x00" + struct.pack("<I", 8) + directory + struct.pack("<I", 0) + tables + bytes(width)
+    )
+
+
+def test_a_tiff_in_a_million_strips_is_refused_before_pillow_reads_it() -> None:
+    data = tiff_in_strips(1_200_000)
+    started = time.monotonic()
+    with pytest.raises(DecodeTooLarge, match="1,200,000 strips"):
+        prepare_image(data, SIZE, LIMIT)
+    assert time.monotonic() - started < 0.5
+    assert prepare_image(tiff_in_strips(1000), SIZE, LIMIT).original_size == (16, 1000)
+
+
+def test_png_text_beyond_4_mib_is_refused_as_the_header_is_read() -> None:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    # 250,000 characters (1 MB of UTF-8, as much as a str) from 3 KB, 20 times over.
+    words = zlib.compress(("\U0001f600" * 250_000).encode(), 9)
+    texts = b"".join(chunk(b"iTXt", b"k%d\x00\x01\x00\x00\x00" % i + words) for i in range(20))
+    png = bytearray(encode(Image.new("L", (8, 8)), "PNG"))
+    png[33:33] = texts  # after the 8-byte signature and the 25-byte IHDR chunk
+    assert len(png) < 80_000
+    with pytest.raises(CorruptImage, match="text"):
+        prepare_image(bytes(png), SIZE, LIMIT)
