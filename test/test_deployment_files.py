@@ -1,15 +1,18 @@
 """Checks of the deployment files that need no Docker engine.
 
-docker-compose.yml, gateway/Dockerfile and deploy/tfserving/batching.pbtxt are
-validated against their schema and linter, checked against each other and the
-pinned requirements, and the TF Serving healthcheck is run against a stand-in
-server on 127.0.0.1.
+docker-compose.yml (with docker-compose.debug.yml), gateway/Dockerfile,
+deploy/tfserving/batching.pbtxt and the stack workflow are validated against
+their schema and linter, checked against each other and the pinned
+requirements, and the TF Serving healthcheck is run against a stand-in server
+on 127.0.0.1. The memory formula of README.md's "Deployment security and
+sizing" lives here too; test_kubernetes_manifests.py holds Kubernetes to it.
 """
 
 from __future__ import annotations
 
 import http.server
 import json
+import math
 import os
 import re
 import socket
@@ -17,7 +20,8 @@ import subprocess
 import sys
 import threading
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,8 +30,17 @@ from urllib.parse import urlsplit
 import pytest
 from ruamel.yaml import YAML
 
+from gateway.limits import FORM_OVERHEAD_BYTES
+from gateway.settings import Settings
+from modelexport.contract import CHANNELS, DEFAULT_MODEL_NAME, IMAGE_SIZE
+from modelexport.options import default_model_name
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+DEBUG_COMPOSE_FILE = ROOT / "docker-compose.debug.yml"
+STACK_WORKFLOW = ROOT / ".github" / "workflows" / "stack.yml"
+README = ROOT / "README.md"
+CAT_JPEG = ROOT / "test" / "cat.jpg"
 DOCKERFILE = ROOT / "gateway" / "Dockerfile"
 DOCKERIGNORE = ROOT / "gateway" / ".dockerignore"
 GATEWAY_REQUIREMENTS = ROOT / "gateway" / "requirements.txt"
@@ -91,6 +104,30 @@ BATCHING_WRAPPED_FIELDS = frozenset(
 )
 BATCHING_PLAIN_FIELDS = frozenset({"allowed_batch_sizes", "pad_variable_length_inputs"})
 
+MIB = 1024 * 1024
+# The memory formula of README.md, "Deployment security and sizing"; each
+# constant is stated there (test_readme_states_the_sizing_constants).
+# The gateway process at rest: 102 MiB measured idle in TF Serving mode, 120 MB
+# under c=16 small uploads (README, Performance).
+GATEWAY_BASE_MIB = 160
+# Peak memory of one decode per pixel of the upload, measured with prepare_image:
+# 37 B for a 32-bit grey TIFF, 28 for RGBA WebP, 20 for RGBA PNG, 5 for RGB PNG,
+# under 1 for JPEG (decoded at reduced scale).
+DECODE_BYTES_PER_PIXEL = 40
+# tensorflow_model_server with one version loaded and warmed up: an upper bound
+# from TensorFlow's Python runtime, 676 MiB with either model.
+TF_SERVING_RUNTIME_MIB = 704
+# A new version loads beside the one serving (SavedModels of 16 and 19 MB).
+SECOND_VERSION_MIB = 32
+# Activations per image of a batch: 11.3 MiB MobileNetV2, 9.0 EfficientNet-Lite0 at batch 32.
+ACTIVATIONS_PER_IMAGE_MIB = 12
+# One uint8 input image (docs/model-contract.md), queued or running.
+MODEL_INPUT_BYTES = IMAGE_SIZE * IMAGE_SIZE * CHANNELS
+# A limit more than this factor above the formula is oversized, not sized.
+LIMIT_HEADROOM = 1.25
+# What compose fills `${NAME:-default}` with when NAME is unset.
+COMPOSE_DEFAULT = re.compile(r"(?<!\$)\$\{(\w+):-([^}]*)\}")
+
 HEALTHCHECK_TARGET = re.compile(r"/dev/tcp/(?:127\.0\.0\.1|localhost)/" + str(TF_SERVING_REST_PORT))
 TENSORFLOW_FAMILY = re.compile(r"^(tensorflow|keras|tf[-_])", re.IGNORECASE)
 
@@ -103,23 +140,28 @@ def read_compose() -> dict[str, Any]:
 
 
 def environment_of(service: dict[str, Any]) -> dict[str, str]:
-    """Return a service's environment, whether written as a map or a list."""
+    """Return a service's environment as the container gets it with the host's variables unset."""
     raw = service.get("environment") or {}
     if isinstance(raw, list):
-        return dict(item.split("=", 1) for item in raw)
-    return {key: str(value) for key, value in raw.items()}
+        raw = dict(item.split("=", 1) for item in raw)
+    return {key: interpolate(str(value)) for key, value in raw.items()}
 
 
-def published_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
-    """Return (host, container) pairs from short or long port syntax."""
-    pairs = set()
+def interpolate(text: str) -> str:
+    """Fill `${NAME:-default}` as compose does with NAME unset; refuse any other `$`."""
+    return unescape_compose(COMPOSE_DEFAULT.sub(lambda match: match.group(2), text))
+
+
+def port_bindings(service: dict[str, Any]) -> set[tuple[str, int, int]]:
+    """Return (host IP, host port, container port), IP "" for every interface."""
+    bindings = set()
     for entry in service.get("ports", []):
         if isinstance(entry, dict):
-            pairs.add((int(entry["published"]), int(entry["target"])))
+            bindings.add((entry.get("host_ip", ""), int(entry["published"]), int(entry["target"])))
             continue
-        *_, host, container = str(entry).split("/")[0].split(":")
-        pairs.add((int(host), int(container)))
-    return pairs
+        *address, host, container = str(entry).split("/")[0].split(":")
+        bindings.add((":".join(address), int(host), int(container)))
+    return bindings
 
 
 def mounts_of(service: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -220,6 +262,114 @@ def read_batching_parameters() -> dict[str, list[str]]:
     return fields
 
 
+def docker_bytes(text: str) -> int:
+    """Parse a compose or tmpfs byte size (`4608m`, `16m`, `2g`): binary multiples."""
+    match = re.fullmatch(r"(\d+)([bkmg]?)", str(text).lower())
+    assert match, f"unexpected byte size {text!r}"
+    return int(match.group(1)) * 1024 ** "bkmg".index(match.group(2) or "b")
+
+
+def tmpfs_bytes(service: dict[str, Any], target: str) -> int:
+    """Return the size of the service's tmpfs at target, failing if it has none or no size."""
+    for entry in service.get("tmpfs", []):
+        path, _, options = entry.partition(":")
+        if path == target:
+            sizes = [
+                value
+                for key, _, value in (o.partition("=") for o in options.split(","))
+                if key == "size"
+            ]
+            assert sizes, f"the tmpfs at {target} has no size: it may take the host's memory"
+            return docker_bytes(sizes[-1])
+    raise AssertionError(f"no tmpfs at {target}")
+
+
+def compose_limits(service: dict[str, Any]) -> dict[str, Any]:
+    """Return deploy.resources.limits, which compose applies outside swarm too."""
+    limits = service.get("deploy", {}).get("resources", {}).get("limits")
+    assert limits, "no deploy.resources.limits: the service may take the whole host"
+    return dict(limits)
+
+
+@dataclass(frozen=True)
+class GatewaySizing:
+    """The settings that bound the gateway's memory and /tmp, as a deployment sets them."""
+
+    max_in_flight: int
+    max_upload_bytes: int
+    decode_memory_budget_mb: int
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> GatewaySizing:
+        """Settings' defaults, overridden by the variables the deployment sets."""
+        values = {}
+        for name in ("max_in_flight", "max_upload_bytes", "decode_memory_budget_mb"):
+            default = Settings.model_fields[name].default
+            raw = env.get(name.upper())
+            assert raw is not None or isinstance(default, int), (
+                f"set {name.upper()} in the deployment: its default follows the machine"
+            )
+            values[name] = int(raw) if raw is not None else default
+        return cls(**values)
+
+    def uploads_bytes(self) -> int:
+        """MAX_IN_FLIGHT uploads at their largest: held in memory, and spooled to /tmp."""
+        return self.max_in_flight * (self.max_upload_bytes + FORM_OVERHEAD_BYTES)
+
+    def decode_bytes(self) -> int:
+        """Every decode at once: DECODE_MEMORY_BUDGET_MB, which admits each by its estimate.
+
+        gateway/decode_budget.py weighs a decode from its header before it
+        starts; test/test_memory_bounds.py holds the process to the budget.
+        """
+        return self.decode_memory_budget_mb * MIB
+
+    def memory_bytes(self, tmp_in_memory: int) -> int:
+        """The worst case the memory limit must hold; a memory-backed /tmp adds its size."""
+        return GATEWAY_BASE_MIB * MIB + self.uploads_bytes() + self.decode_bytes() + tmp_in_memory
+
+
+def tf_serving_memory_bytes(tmp_in_memory: int) -> int:
+    """TF Serving's worst case: runtime, a second version, and every batch batching.pbtxt allows."""
+    fields = read_batching_parameters()
+    threads, batch, queued = (
+        int(fields[name][0])
+        for name in ("num_batch_threads", "max_batch_size", "max_enqueued_batches")
+    )
+    running = threads * batch * ACTIVATIONS_PER_IMAGE_MIB * MIB
+    inputs = (threads + queued) * batch * MODEL_INPUT_BYTES
+    fixed = (TF_SERVING_RUNTIME_MIB + SECOND_VERSION_MIB) * MIB
+    return fixed + running + inputs + tmp_in_memory
+
+
+def assert_sized(limit: float, floor: int) -> None:
+    """A memory limit holds the formula's worst case without being far above it."""
+    assert limit >= floor, f"limit {limit / MIB:.0f} MiB is below the formula's {floor / MIB:.0f}"
+    assert limit < floor * LIMIT_HEADROOM, (
+        f"limit {limit / MIB:.0f} MiB is far above the formula's {floor / MIB:.0f}: resize it"
+    )
+
+
+def readme_section(heading: str) -> str:
+    """Return a README section, from its heading to the next one of its level or above."""
+    level = len(heading.split(" ", 1)[0])
+    lines: list[str] = []
+    inside = fenced = False
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        marks = len(line) - len(line.lstrip("#"))
+        if not fenced and 0 < marks <= level and line[marks:].startswith(" "):
+            if inside:
+                break
+            inside = line == heading
+            continue
+        if inside:
+            lines.append(line)
+    assert lines, f"README.md has no section {heading!r}"
+    return "\n".join(lines)
+
+
 def run_tool(name: str, *arguments: str) -> subprocess.CompletedProcess[str]:
     """Run a console script installed next to this interpreter, from the repo root."""
     executable = TOOLS_DIR / name
@@ -275,16 +425,30 @@ def test_tf_serving_asks_for_the_only_platform_it_ships(tf_serving: dict[str, An
     assert tf_serving["platform"] == "linux/amd64"
 
 
-@pytest.mark.parametrize(
-    ("service_name", "port"),
-    [
-        (GATEWAY, GATEWAY_PORT),
-        (TF_SERVING, TF_SERVING_REST_PORT),
-        (TF_SERVING, TF_SERVING_GRPC_PORT),
-    ],
-)
-def test_port_is_published_unchanged(compose: dict[str, Any], service_name: str, port: int) -> None:
-    assert (port, port) in published_ports(compose["services"][service_name])
+def test_gateway_port_is_published_unchanged(gateway: dict[str, Any]) -> None:
+    assert port_bindings(gateway) == {("", GATEWAY_PORT, GATEWAY_PORT)}
+
+
+def test_tf_serving_publishes_no_host_port(tf_serving: dict[str, Any]) -> None:
+    # Whoever reached a published 8500/8501 would skip the gateway's keys and limits.
+    assert port_bindings(tf_serving) == set()
+
+
+def test_debug_override_publishes_tf_serving_on_loopback_only() -> None:
+    result = run_tool(
+        "check-jsonschema",
+        "--builtin-schema",
+        "vendor.compose-spec",
+        str(COMPOSE_FILE),
+        str(DEBUG_COMPOSE_FILE),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    override = YAML(typ="safe", pure=True).load(DEBUG_COMPOSE_FILE)
+    assert set(override) == {"services"}
+    assert set(override["services"]) == {TF_SERVING}
+    assert port_bindings(override["services"][TF_SERVING]) == {
+        ("127.0.0.1", port, port) for port in (TF_SERVING_GRPC_PORT, TF_SERVING_REST_PORT)
+    }
 
 
 @pytest.mark.parametrize("service_name", [GATEWAY, TF_SERVING])
@@ -310,6 +474,14 @@ def test_both_services_serve_the_same_model_name(
     tf_serving: dict[str, Any], gateway: dict[str, Any]
 ) -> None:
     assert environment_of(gateway)["MODEL_NAME"] == environment_of(tf_serving)["MODEL_NAME"]
+
+
+@pytest.mark.parametrize("service_name", [GATEWAY, TF_SERVING])
+def test_model_name_comes_from_the_environment(compose: dict[str, Any], service_name: str) -> None:
+    # `MODEL_NAME=efficientnet_lite0 docker compose up` serves the folder that
+    # `export_model.py --source efficientnet-lite0` writes (the stack workflow does).
+    raw = compose["services"][service_name]["environment"]["MODEL_NAME"]
+    assert raw == f"${{MODEL_NAME:-{DEFAULT_MODEL_NAME}}}"
 
 
 def test_gateway_waits_for_a_healthy_tf_serving(gateway: dict[str, Any]) -> None:
@@ -343,11 +515,15 @@ def test_tf_serving_start_period_allows_for_the_model_load(tf_serving: dict[str,
 def test_gateway_predict_url_targets_tf_serving_rest(
     tf_serving: dict[str, Any], gateway: dict[str, Any]
 ) -> None:
-    url = urlsplit(environment_of(gateway)["TF_SERVING_URL"])
-    model_name = environment_of(tf_serving)["MODEL_NAME"]
+    environment = environment_of(gateway)
+    url = urlsplit(environment["TF_SERVING_URL"])
     assert (url.scheme, url.hostname, url.port) == ("http", TF_SERVING, TF_SERVING_REST_PORT)
-    assert url.path == f"/v1/models/{model_name}:predict"
     assert not url.query, "TF Serving treats a query string as part of the path"
+    settings = Settings(**{name.lower(): value for name, value in environment.items()})
+    model_name = environment_of(tf_serving)["MODEL_NAME"]
+    assert settings.tf_serving_url == (
+        f"http://{TF_SERVING}:{TF_SERVING_REST_PORT}/v1/models/{model_name}:predict"
+    )
 
 
 def test_gateway_uses_tf_serving_backend(gateway: dict[str, Any]) -> None:
@@ -359,11 +535,92 @@ def test_gateway_healthcheck_asks_readiness(gateway: dict[str, Any]) -> None:
     assert f":{GATEWAY_PORT}/health/ready" in script
 
 
-def test_gateway_runs_read_only_without_privileges(gateway: dict[str, Any]) -> None:
-    assert gateway["read_only"] is True
-    assert "/tmp" in [entry.split(":")[0] for entry in gateway["tmpfs"]]
-    assert gateway["cap_drop"] == ["ALL"]
-    assert "no-new-privileges:true" in gateway["security_opt"]
+@pytest.mark.parametrize("service_name", [GATEWAY, TF_SERVING])
+def test_service_runs_read_only_without_privileges(
+    compose: dict[str, Any], service_name: str
+) -> None:
+    service = compose["services"][service_name]
+    assert service["read_only"] is True
+    assert tmpfs_bytes(service, "/tmp") > 0
+    assert service["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in service["security_opt"]
+
+
+def test_tf_serving_runs_as_a_fixed_non_root_uid(tf_serving: dict[str, Any]) -> None:
+    # The image has no USER: without this it runs as root.
+    uid, separator, gid = str(tf_serving.get("user", "")).partition(":")
+    assert uid.isdigit(), "a numeric UID, as the image has no user of its own"
+    assert separator
+    assert gid.isdigit()
+    assert int(uid) != 0
+    assert int(gid) != 0
+
+
+@pytest.mark.parametrize("service_name", [GATEWAY, TF_SERVING])
+def test_memory_limit_covers_the_sizing_formula(compose: dict[str, Any], service_name: str) -> None:
+    service = compose["services"][service_name]
+    limits = compose_limits(service)
+    assert float(limits["cpus"]) > 0
+    # compose's tmpfs is memory, charged to the container.
+    tmp = tmpfs_bytes(service, "/tmp")
+    if service_name == GATEWAY:
+        floor = GatewaySizing.from_environment(environment_of(service)).memory_bytes(tmp)
+    else:
+        floor = tf_serving_memory_bytes(tmp)
+    assert_sized(docker_bytes(limits["memory"]), floor)
+
+
+def test_gateway_preprocess_threads_follow_the_cpu_limit(gateway: dict[str, Any]) -> None:
+    cpus = float(compose_limits(gateway)["cpus"])
+    assert environment_of(gateway).get("PREPROCESS_THREADS") == str(math.ceil(cpus))
+
+
+def test_tf_serving_batch_threads_follow_the_cpu_limit(tf_serving: dict[str, Any]) -> None:
+    cpus = float(compose_limits(tf_serving)["cpus"])
+    (threads,) = read_batching_parameters()["num_batch_threads"]
+    assert int(threads) == math.ceil(cpus)
+
+
+def test_gateway_tmp_holds_every_upload_in_flight(gateway: dict[str, Any]) -> None:
+    sizing = GatewaySizing.from_environment(environment_of(gateway))
+    assert tmpfs_bytes(gateway, "/tmp") >= sizing.uploads_bytes()
+
+
+def test_readme_states_the_sizing_constants() -> None:
+    section = readme_section("### Deployment security and sizing")
+    for stated in (
+        f"{GATEWAY_BASE_MIB} MiB",
+        f"{DECODE_BYTES_PER_PIXEL} bytes",
+        f"{TF_SERVING_RUNTIME_MIB} MiB",
+        f"{SECOND_VERSION_MIB} MiB",
+        f"{ACTIVATIONS_PER_IMAGE_MIB} MiB",
+        f"{FORM_OVERHEAD_BYTES // 1024} KiB",
+    ):
+        assert stated in section, f"README's sizing formula does not state {stated!r}"
+    for setting in ("MAX_IN_FLIGHT", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "PREPROCESS_THREADS"):
+        assert f"`{setting}`" in section
+
+
+def test_stack_workflow_matches_the_github_workflow_schema() -> None:
+    result = run_tool(
+        "check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(STACK_WORKFLOW)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_stack_workflow_serves_the_model_it_exports() -> None:
+    workflow = YAML(typ="safe", pure=True).load(STACK_WORKFLOW)
+    (job,) = workflow["jobs"].values()
+    env = job["env"]
+    scripts = "\n".join(step.get("run", "") for step in job["steps"])
+    # compose serves ${MODEL_NAME:-mobilenet}: the job names the folder the export writes.
+    assert env["MODEL_NAME"] == default_model_name(env["MODEL_SOURCE"])
+    assert 'export_model.py --source "$MODEL_SOURCE" --model-name "$MODEL_NAME"' in scripts
+    assert "docker compose up --build --detach --wait" in scripts
+    assert CAT_JPEG.is_file()
+    assert f"file=@{CAT_JPEG.relative_to(ROOT).as_posix()}" in scripts
+    assert 'test "$status" = 200' in scripts
+    assert ".predictions[0].class_id == 286" in scripts
 
 
 def test_gateway_image_tag_is_the_project_version(gateway: dict[str, Any]) -> None:
