@@ -64,13 +64,16 @@ class Settings(BaseSettings):
     max_image_pixels: PositiveInt = 40_000_000
     preprocess_threads: PositiveInt = Field(default_factory=available_cpus)
     # Memory every decode at once may take, each weighed from its header before it
-    # starts (gateway/decode_budget.py); the others wait. 1024 decodes anything
-    # MAX_IMAGE_PIXELS lets in; below 64 ordinary photos would not fit.
-    decode_memory_budget_mb: int = Field(default=1024, ge=64)
+    # starts (gateway/decode_budget.py); the others wait. 704 decodes anything the
+    # default MAX_IMAGE_PIXELS lets in (a 40 MP WebP is weighed at 634 MiB); below
+    # 64 ordinary photos would not fit.
+    decode_memory_budget_mb: int = Field(default=704, ge=64)
 
     # Overload: at most this many /predict requests in flight or queued; the
     # next one gets 503 with Retry-After at once instead of waiting in a queue.
-    max_in_flight: PositiveInt = 64
+    # 32 keeps a two-core gateway's queue short and its worst-case memory at
+    # about 1.2 GiB (README, Deployment security and sizing).
+    max_in_flight: PositiveInt = 32
     # Per-request deadline; a client may ask for less with X-Request-Timeout (seconds).
     request_timeout_seconds: PositiveFloat = 30.0
     # After a grace period, an upload slower than this on average is cut off (408),
