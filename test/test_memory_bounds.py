@@ -11,7 +11,6 @@ resident memory is sampled with psutil while the files are sent.
 
 import io
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -19,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from PIL import Image
 
+from peak_rss import PeakRss
 from processes import Process, answers, gateway
 
 MIB = 1024 * 1024
@@ -96,35 +95,6 @@ def budgeted(model_root: Path, logs: Path) -> Iterator[Process]:
     process.ready = answers(f"{process.url}/health", 200)
     yield process.start()
     process.stop()
-
-
-class PeakRss:
-    """Samples a process's resident memory every millisecond, keeping the highest."""
-
-    def __init__(self, process: Process) -> None:
-        assert process.popen is not None
-        self._process = psutil.Process(process.popen.pid)
-        self.baseline = self.peak = self._process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample)
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
-            time.sleep(0.001)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        time.sleep(0.05)
-        self._stop.set()
-        self._thread.join()
 
 
 def post(url: str, name: str, data: bytes, timeout: str | None = None) -> httpx.Response:

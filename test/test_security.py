@@ -8,18 +8,17 @@ import io
 import re
 import statistics
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from PIL import Image
 
 from api_client import post_image
+from peak_rss import PeakRss
 from processes import Process, answers, gateway_for, tfserving_double
 
 ENV_KEYS = ("key-alpha-7f3c9e20", "key-beta-51d2a8c4")
@@ -253,31 +252,6 @@ BOMBS = {
     "TIFF": tiff_bomb,
     "WEBP": webp_bomb,
 }
-
-
-class PeakRss:
-    """Samples a process's RSS every millisecond, keeping the highest value seen."""
-
-    def __init__(self, process: Process):
-        assert process.popen is not None
-        self._process = psutil.Process(process.popen.pid)
-        self.baseline = self.peak = self._process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
-            time.sleep(0.001)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        time.sleep(0.05)
-        self._stop.set()
-        self._thread.join()
 
 
 @pytest.mark.parametrize("fmt", list(BOMBS))
