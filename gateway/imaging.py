@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
 from gateway.decode_budget import BAND_PIXELS, DecodeCost, estimate_decode
 from gateway.errors import (
@@ -47,8 +47,33 @@ _BACKGROUND = (255, 255, 255, 255)
 # it: a 9.6 MB file in 1.2 million one-row strips took 7 s and 400 MB before a
 # single pixel. Tall pictures stored a row per strip stay well under this.
 MAX_TIFF_CHUNKS = 1 << 16
-_TIFF_LAYOUTS = {42: ("I", "H", 12), 43: ("Q", "Q", 20)}  # classic and BigTIFF
+# Classic TIFF and BigTIFF: offsets (and value counts), number of entries, entry size.
+_TIFF_LAYOUTS = {42: ("I", "H", 12), 43: ("Q", "Q", 20)}
+# Bytes per value of each TIFF field type (TIFF 6.0 section 2; BigTIFF adds 16-18).
+_TIFF_TYPE_BYTES = (
+    dict.fromkeys((1, 2, 6, 7), 1)
+    | dict.fromkeys((3, 8), 2)
+    | dict.fromkeys((4, 9, 11, 13), 4)
+    | dict.fromkeys((5, 10, 12, 16, 17, 18), 8)
+)
+_TIFF_UNSIGNED = {1: "B", 3: "H", 4: "I", 16: "Q"}
+# Read in full to say which variant a TIFF is: samples, bits, compression, sample format.
+_TIFF_DESCRIPTIVE_TAGS = frozenset({258, 259, 277, 339})
+_TIFF_SAMPLE_FORMATS = {1: "unsigned integer", 2: "signed integer", 3: "floating point"}
+# How Pillow's plugins say that a file is of a kind they cannot decode, rather than
+# damaged: BMP's "Unsupported BMP compression", TIFF's "unknown pixel mode" and
+# "Invalid value for samples per pixel", JPEG's "cannot handle 12-bit layers".
+_UNSUPPORTED_VARIANT = (
+    "unsupported",
+    "not yet supported",
+    "cannot handle",
+    "unknown pixel mode",
+    "samples per pixel",
+)
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+# Colour already multiplied by alpha (TIFF's associated alpha): Pillow has no
+# conversion from La, and going through RGBA would divide and round for nothing.
+_PREMULTIPLIED_MODES = frozenset({"La", "RGBa"})
 
 
 @dataclass(frozen=True)
@@ -151,19 +176,18 @@ def _open(data: bytes, max_pixels: int, deadline: float | None) -> Image.Image:
     """Identify the format and bound the pixel count from the header, without decoding pixels."""
     if not data:
         raise EmptyFile("The uploaded file is empty.")
-    chunks = _tiff_chunks(data)
+    tiff = _read_tiff_directory(data)
+    chunks = max(tiff.counts.get(273, 0), tiff.counts.get(324, 0)) if tiff else 0
     if chunks > MAX_TIFF_CHUNKS:
         raise DecodeTooLarge(
             f"The TIFF is stored in {chunks:,} strips or tiles; the limit is {MAX_TIFF_CHUNKS:,}."
         )
     try:
         image = Image.open(_DeadlineReader(data, deadline), formats=ACCEPTED_FORMATS)
-    except UnidentifiedImageError:
-        raise _unrecognised(data) from None
     except GatewayError:
         raise
     except Exception as exc:
-        raise CorruptImage(f"The image header could not be read ({_reason(exc)}).") from exc
+        raise _explain_open_failure(data, exc, tiff) from exc
     width, height = image.size
     if width * height > max_pixels:
         raise TooManyPixels(
@@ -173,24 +197,112 @@ def _open(data: bytes, max_pixels: int, deadline: float | None) -> Image.Image:
     return image
 
 
-def _tiff_chunks(data: bytes) -> int:
-    """How many strips or tiles a TIFF's first directory declares (0 for anything else)."""
+@dataclass(frozen=True)
+class _TiffDirectory:
+    """A TIFF's first directory as it declares itself, read without Pillow."""
+
+    counts: dict[int, int]  # how many values each tag has
+    values: dict[int, tuple[int, ...]]  # the descriptive tags' values
+    complete: bool  # the directory, and every value it points to, lie within the file
+
+
+def _read_tiff_directory(data: bytes) -> _TiffDirectory | None:
+    """The first directory of a TIFF or BigTIFF (None for anything else)."""
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    version = struct.unpack_from(f"{order}H", data, 2)[0] if order and len(data) >= 4 else 0
+    if version not in _TIFF_LAYOUTS:
+        return None
+    offset, count, entry_size = _TIFF_LAYOUTS[version]
+    width = struct.calcsize(offset)  # of a value kept in its entry, or of its offset
+    directory = _unpack_offset(f"{order}{offset}", data, 4 if version == 42 else 8)
+    entries = _unpack_offset(f"{order}{count}", data, directory) if directory >= 0 else -1
+    if entries < 0:
+        return _TiffDirectory({}, {}, complete=False)
+    first = directory + struct.calcsize(count)
+    present = min(entries, (len(data) - first) // entry_size)
+    complete = first + entries * entry_size + width <= len(data)  # entries, then next offset
+    counts: dict[int, int] = {}
+    values: dict[int, tuple[int, ...]] = {}
+    for at in range(first, first + present * entry_size, entry_size):
+        tag, kind, n = struct.unpack_from(f"{order}HH{offset}", data, at)
+        counts[tag] = n
+        size = _TIFF_TYPE_BYTES.get(kind, 0) * n
+        where = at + 4 + width
+        if size > width:
+            where = _unpack_offset(f"{order}{offset}", data, where)
+        if where + size > len(data):
+            complete = False
+        elif n and tag in _TIFF_DESCRIPTIVE_TAGS and kind in _TIFF_UNSIGNED:
+            values[tag] = struct.unpack_from(f"{order}{n}{_TIFF_UNSIGNED[kind]}", data, where)
+    return _TiffDirectory(counts, values, complete)
+
+
+def _unpack_offset(layout: str, data: bytes, at: int) -> int:
+    """The unsigned integer at `at`, or -1 when the file ends first."""
+    # Checked here: a BigTIFF offset past 2**63 overflows struct (OverflowError).
+    if not 0 <= at <= len(data) - struct.calcsize(layout):
+        return -1
+    return int(struct.unpack_from(layout, data, at)[0])
+
+
+def _explain_open_failure(
+    data: bytes, error: Exception, tiff: _TiffDirectory | None
+) -> GatewayError:
+    """Why Pillow could not open `data`: not an image, another format, a variant, or damage."""
+    fmt = _sniff_format(data)
+    if fmt is None:
+        return _unrecognised(data)
+    reason = _plugin_reason(fmt, data, error)
+    if tiff is not None:
+        if not tiff.complete:
+            return CorruptImage(
+                f"The TIFF image is cut short: its directory points past the end of the file "
+                f"({reason})."
+            )
+        compression = tiff.values.get(259, (1,))[0]
+        if compression not in TiffImagePlugin.COMPRESSION_INFO:
+            return _unsupported_variant(fmt, f"compression {compression}")
+    if not any(phrase in reason.lower() for phrase in _UNSUPPORTED_VARIANT):
+        return CorruptImage(f"The {fmt} image is truncated or corrupt ({reason}).")
+    if tiff is not None:
+        reason = f"{reason}: {_describe_tiff_samples(tiff)}"
+    return _unsupported_variant(fmt, reason)
+
+
+def _unsupported_variant(fmt: str, reason: str) -> UnsupportedFormat:
+    return UnsupportedFormat(
+        f"This {fmt} variant is not supported ({reason}); "
+        "convert it to 8-bit RGB and send it again."
+    )
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """The accepted format whose signature `data` starts with, as Pillow's plugins check it."""
+    Image.init()
+    for fmt in ACCEPTED_FORMATS:
+        accept = Image.OPEN[fmt][1]
+        if accept is None or accept(data[:16]):
+            return fmt
+    return None
+
+
+def _plugin_reason(fmt: str, data: bytes, error: Exception) -> str:
+    """What the `fmt` plugin says about `data`, which `Image.open` words as "cannot identify"."""
+    if not isinstance(error, UnidentifiedImageError):
+        return _reason(error)
     try:
-        (version,) = struct.unpack_from(f"{order}H", data, 2) if order else (0,)
-        if version not in _TIFF_LAYOUTS:
-            return 0
-        offset, count, entry_size = _TIFF_LAYOUTS[version]
-        (directory,) = struct.unpack_from(f"{order}{offset}", data, 4 if version == 42 else 8)
-        (entries,) = struct.unpack_from(f"{order}{count}", data, directory)
-        first = directory + struct.calcsize(count)
-        fields = (
-            struct.unpack_from(f"{order}HH{offset}", data, first + index * entry_size)
-            for index in range(entries)
-        )
-        return max((n for tag, _, n in fields if tag in (273, 324)), default=0)
-    except struct.error:
-        return 0  # cut short: Pillow says what is wrong with it
+        Image.OPEN[fmt][0](io.BytesIO(data), "").close()
+    except Exception as exc:
+        return _reason(exc)
+    return "header not understood"  # never the "cannot identify" text: it holds an address
+
+
+def _describe_tiff_samples(tiff: _TiffDirectory) -> str:
+    samples = tiff.values.get(277, (1,))[0]
+    bits = "/".join(dict.fromkeys(str(b) for b in tiff.values.get(258, (1,))))
+    sample_format = tiff.values.get(339, (1,))[0]
+    kind = _TIFF_SAMPLE_FORMATS.get(sample_format, f"sample format {sample_format}")
+    return f"{samples} sample{'s' * (samples != 1)} per pixel, {bits}-bit {kind}"
 
 
 def _unrecognised(data: bytes) -> GatewayError:
@@ -217,7 +329,8 @@ def to_rgb(image: Image.Image, deadline: float | None = None) -> Image.Image:
 
     16-bit greys keep their high byte; 32-bit integer and float greys are
     stretched from their own minimum to maximum; anything with transparency
-    is composited over white; every other mode uses Pillow's conversion.
+    is composited over white (premultiplied or not); every other mode uses
+    Pillow's conversion.
     Numpy and compositing work a band of rows at a time, into one RGB copy,
     and stop between bands once `deadline` has passed.
     """
@@ -228,13 +341,15 @@ def to_rgb(image: Image.Image, deadline: float | None = None) -> Image.Image:
     if image.mode in ("I", "F"):
         low, high = _finite_range(image, deadline)
         return _convert_in_bands(image, lambda band: _stretch(band, low, high), deadline)
+    if image.mode in _PREMULTIPLIED_MODES:
+        return _convert_in_bands(image, _premultiplied_over_white, deadline)
     if _has_alpha(image):
         return _convert_in_bands(image, _over_white, deadline)
     return image.convert("RGB")
 
 
 def _has_alpha(image: Image.Image) -> bool:
-    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+    return image.mode in ("RGBA", "LA", "PA") or (
         image.mode == "P" and "transparency" in image.info
     )
 
@@ -270,9 +385,18 @@ def _over_white(band: Image.Image) -> Image.Image:
     return Image.alpha_composite(canvas, band.convert("RGBA"))
 
 
+def _premultiplied_over_white(band: Image.Image) -> Image.Image:
+    # Over white, colour c premultiplied by alpha a needs no division: c*a + (1 - a)*255.
+    # Colour above its alpha (data that was not premultiplied) clips to white.
+    values = np.asarray(band, dtype=np.uint16)
+    mixed = np.minimum(values[..., :-1] + (255 - values[..., -1:]), 255).astype(np.uint8)
+    return Image.fromarray(mixed[..., 0] if mixed.shape[-1] == 1 else mixed)
+
+
 def _finite_values(band: Image.Image) -> np.ndarray:
-    values = np.asarray(band, dtype=np.float64)
-    return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    # Zeroed before the cast to float64: casting a signalling NaN warns.
+    values = np.asarray(band)
+    return np.where(np.isfinite(values), values, 0).astype(np.float64)
 
 
 def _finite_range(image: Image.Image, deadline: float | None) -> tuple[float, float]:

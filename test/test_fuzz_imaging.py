@@ -5,6 +5,7 @@ format and every colour mode the format can store, then mutated and cut short.
 """
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -27,18 +28,29 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-# The modes Pillow 13 can write in each format ("P+t": palette with a transparent index).
+# The modes Pillow 13 can write in each format ("P+t": palette with a transparent index),
+# and La: a grey TIFF with premultiplied (associated) alpha, which Pillow reads but cannot write.
 FORMAT_MODES: dict[str, tuple[str, ...]] = {
     "JPEG": ("1", "L", "RGB", "CMYK"),
     "PNG": ("1", "L", "LA", "P", "P+t", "RGB", "RGBA", "I;16"),
     "GIF": ("1", "L", "P", "P+t", "RGB"),
     "BMP": ("1", "L", "P", "RGB", "RGBA"),
     "WEBP": ("L", "LA", "P", "RGB", "RGBA"),
-    "TIFF": ("1", "L", "LA", "P", "P+t", "RGB", "RGBA", "CMYK", "I;16", "I", "F"),
+    "TIFF": (
+        *("1", "L", "LA", "La", "P", "P+t", "PA", "RGB", "RGBA", "CMYK", "LAB", "YCbCr"),
+        *("I;16", "I;16B", "I", "F"),
+    ),
 }
 COMBINATIONS = [(fmt, mode) for fmt, modes in FORMAT_MODES.items() for mode in modes]
 ORIENTABLE = ("JPEG", "PNG", "WEBP", "TIFF")
 EXIF_ORIENTATION = 0x0112
+EXTRA_SAMPLES = 338
+BANDS = {
+    **dict.fromkeys(("1", "L", "P", "P+t"), 1),
+    **dict.fromkeys(("LA", "La", "PA"), 2),
+    **dict.fromkeys(("RGB", "LAB", "YCbCr"), 3),
+    **dict.fromkeys(("RGBA", "CMYK"), 4),
+}
 MAGIC_NUMBERS = [
     b"\xff\xd8\xff\xe0",
     b"\xff\xd8\xff\xe1",
@@ -50,6 +62,8 @@ MAGIC_NUMBERS = [
     b"RIFF\x00\x00\x00\x00WEBPVP8L",
     b"II*\x00",
     b"MM\x00*",
+    b"II+\x00\x08\x00\x00\x00",  # BigTIFF
+    b"MM\x00+\x00\x08\x00\x00",
 ]
 
 
@@ -69,11 +83,12 @@ def pixels_for(mode: str, width: int, height: int, seed: int, extremes: bool) ->
     """Random pixels in `mode`; `extremes` puts the type's limits (and NaN, inf) in."""
     rng = np.random.default_rng(seed)
     shape = (height, width)
-    if mode == "I;16":
+    if mode in ("I;16", "I;16B"):
         values = rng.integers(0, 65536, shape, dtype=np.uint16)
         if extremes:
             values.flat[:2] = [0, 65535][: values.size]
-        return Image.frombytes("I;16", (width, height), values.astype("<u2").tobytes())
+        order = ">" if mode == "I;16B" else "<"
+        return Image.frombytes(mode, (width, height), values.astype(f"{order}u2").tobytes())
     if mode == "I":
         values = rng.integers(-(2**31), 2**31 - 1, shape, dtype=np.int32, endpoint=True)
         return Image.frombytes("I", (width, height), values.tobytes())
@@ -82,7 +97,7 @@ def pixels_for(mode: str, width: int, height: int, seed: int, extremes: bool) ->
         if extremes:
             floats.flat[: min(3, floats.size)] = [np.nan, np.inf, -np.inf][: floats.size]
         return Image.frombytes("F", (width, height), floats.tobytes())
-    bands = {"1": 1, "L": 1, "P": 1, "P+t": 1, "LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4}[mode]
+    bands = BANDS[mode]
     raw = rng.integers(0, 256, (*shape, bands), dtype=np.uint8)
     if mode in ("1", "L", "P", "P+t"):
         grey = Image.frombytes("L", (width, height), raw.tobytes())
@@ -92,6 +107,9 @@ def pixels_for(mode: str, width: int, height: int, seed: int, extremes: bool) ->
 
 def encode(image: Image.Image, fmt: str, mode: str, orientation: int | None) -> bytes:
     """Save `image` as `fmt`, with a transparent palette index and an EXIF orientation if asked."""
+    if image.mode == "La":
+        straight = Image.frombytes("LA", image.size, image.tobytes())
+        return associate_alpha(encode(straight, fmt, "LA", orientation))
     options: dict[str, object] = {}
     if mode == "P+t":
         options["transparency"] = 0
@@ -104,6 +122,19 @@ def encode(image: Image.Image, fmt: str, mode: str, orientation: int | None) -> 
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+def associate_alpha(tiff: bytes) -> bytes:
+    """An LA TIFF from Pillow with its alpha declared premultiplied: Pillow reads that as La."""
+    assert tiff[:4] == b"II*\x00"
+    data = bytearray(tiff)
+    (directory,) = struct.unpack_from("<I", data, 4)
+    (entries,) = struct.unpack_from("<H", data, directory)
+    for at in range(directory + 2, directory + 2 + 12 * entries, 12):
+        if struct.unpack_from("<H", data, at)[0] == EXTRA_SAMPLES:
+            struct.pack_into("<H", data, at + 8, 1)  # 1: associated alpha (was 2: unassociated)
+            return bytes(data)
+    raise AssertionError("Pillow wrote an LA TIFF without ExtraSamples")
 
 
 @st.composite
@@ -305,6 +336,8 @@ TRANSPARENT_COMBINATIONS = [
     ("WEBP", "LA"),
     ("WEBP", "RGBA"),
     ("TIFF", "LA"),
+    ("TIFF", "La"),
+    ("TIFF", "PA"),
     ("TIFF", "RGBA"),
 ]
 
