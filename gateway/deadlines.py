@@ -78,3 +78,9 @@ async def _wait_for_disconnect(receive: Receive) -> None:
     # The body has been read, so the next message the server delivers is the disconnect.
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def raise_if_past(deadline: float | None) -> None:
+    """DeadlineExceeded once `deadline` (a `time.monotonic()` instant) has passed."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded("The request's deadline passed before its image was decoded.")

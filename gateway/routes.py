@@ -13,7 +13,7 @@ from gateway import __version__, metrics
 from gateway.backend import Backend, ModelStatus
 from gateway.deadlines import request_timeout, run_bounded
 from gateway.errors import BackendUnavailable, PayloadTooLarge
-from gateway.imaging import accepted_format_names
+from gateway.image_formats import accepted_format_names
 from gateway.model_assets import ModelAssets, load_assets
 from gateway.pipeline import Classifier
 from gateway.problems import documented

@@ -20,7 +20,8 @@ from gateway.errors import (
     TooManyPixels,
     UnsupportedFormat,
 )
-from gateway.imaging import prepare_image, to_rgb
+from gateway.imaging import prepare_image
+from gateway.rgb import to_rgb
 
 SIZE = (224, 224)
 LIMIT = 40_000_000
