@@ -36,10 +36,15 @@ _FIXED_BYTES = 16 * MIB
 # Pillow's objects for one TIFF strip or tile: its tile entry, offset and count
 # (measured: 23 MiB for 65,536 strips).
 _TIFF_BYTES_PER_CHUNK = 512
-# Fastest any decoder turns out pixels, with room for machines several times faster
-# than the one it was measured on: a decode of fewer pixels than this per second
-# cannot be hurried, so a deadline shorter than that is not worth starting.
-_PIXELS_PER_SECOND = 2e9
+# How fast decoders turn out pixels, at the slow end of what was measured here
+# (a 40 MP float TIFF or RGBA WebP: 1 to 2.5 s; a 480x360 JPEG: under 1 ms): a
+# decode that cannot start this long before its deadline would most likely run
+# past it, wasting the CPU and ending in a 504. It is answered 503 instead
+# (the gateway was too busy to start it in time).
+_PIXELS_PER_SECOND = 20e6
+# Pillow keeps a pointer for every row of every image it holds: a 1x40,000,000
+# PNG costs 305 MiB per copy in row pointers alone, more than its pixels.
+_ROW_POINTER_BYTES = 8
 # glibc keeps what a thread frees for that thread's next allocations: after a
 # 6300x6300 TIFF the gateway stayed 300 MiB larger, and the next decode (a WebP,
 # whose buffers are fresh mappings) came on top. Past this size a decode hands
@@ -65,18 +70,21 @@ def estimate_decode(
     """
     width, height = image.size
     pixels = width * height
-    stored = pixels * _stored_bytes_per_pixel(image.mode)
+    # Per copy of the picture; max(): the EXIF turn makes rows of the columns.
+    rows = _ROW_POINTER_BYTES * max(width, height)
+    stored = pixels * _stored_bytes_per_pixel(image.mode) + rows
     transient, kept = _decoder_scratch(image, data, full_size)
     # Stages run one after another: the decode, then the RGB conversion or the
     # EXIF transposition (each one 4-byte copy next to the decoded picture),
     # then the resize of the RGB copy once the original has gone.
     decoding = stored + transient
-    converting = stored + 4 * pixels + _BAND_BYTES
+    converting = stored + 4 * pixels + rows + _BAND_BYTES
     reduced = min(width, 2 * REDUCING_GAP * size[0]) * min(height, 2 * REDUCING_GAP * size[1])
-    resizing = 4 * pixels + math.ceil(reduced) * _RESIZE_BYTES_PER_PIXEL
+    resizing = 4 * pixels + rows + math.ceil(reduced) * _RESIZE_BYTES_PER_PIXEL
     # Decoders' copies of the upload and its metadata: at most twice its bytes.
     peak = max(decoding, converting, resizing) + kept + 2 * len(data) + _FIXED_BYTES
-    return DecodeCost(peak, full_size[0] * full_size[1] / _PIXELS_PER_SECOND)
+    # Time goes with the pixels decoded: a JPEG's draft scale makes 12 MP photos quick.
+    return DecodeCost(peak, pixels / _PIXELS_PER_SECOND)
 
 
 def return_freed_memory(cost: DecodeCost) -> None:

@@ -240,3 +240,12 @@ def test_a_decode_larger_than_the_whole_budget_is_refused_at_once() -> None:
             await DecodeBudget(100).acquire(101)
 
     asyncio.run(scenario())
+
+
+def test_a_one_pixel_wide_picture_is_weighed_by_its_rows(tmp_path: Path) -> None:
+    # Pillow keeps a pointer per row of every copy: here more than the pixels themselves.
+    tall = encode(Image.new("L", (1, 8_000_000), 90), "PNG")
+    estimate = inspect_image(tall, SIZE, 10**9).bytes
+    peak = measured_peak(tmp_path, encode(Image.new("L", (1, 1000)), "PNG"), tall)
+    print(f"\n1x8,000,000 PNG: measured {peak / MIB:.0f} MiB, estimate {estimate / MIB:.0f} MiB")
+    assert peak <= estimate
