@@ -6,7 +6,7 @@ gateway almost nothing, and overload never turns into an unbounded queue.
 
 import hmac
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import Overloaded, Unauthorized
 from gateway.problems import problem_response
@@ -62,7 +62,23 @@ class InFlightLimit:
             await problem_response(error)(scope, receive, send)
             return
         self.in_flight += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_flight -= 1
+
+        async def send_then_release(message: Message) -> None:
+            # Free the slot as the answer's last byte goes out: the framework's
+            # clean-up after it (closing a spooled upload in a worker thread)
+            # must not make a client's next request find the cap still full.
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                release()
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_then_release)
         finally:
-            self.in_flight -= 1
+            release()

@@ -5,6 +5,7 @@ Each test starts its own gateway (and double), since it saturates or slows them.
 
 import asyncio
 import contextlib
+import io
 import socket
 import time
 from collections import Counter
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import psutil
 import pytest
+from PIL import Image
 
 from api_client import post_image
 from processes import (
@@ -366,3 +369,26 @@ def test_trickling_uploads_are_cut_off_and_steady_ones_keep_their_slot(
         assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     finally:
         front.stop()
+
+
+def test_a_slot_is_free_again_as_soon_as_its_answer_has_been_sent(
+    double: Process, model_root: Path, logs: Path
+) -> None:
+    # Over 1 MiB, so the framework spools it to disk and closes that file after answering.
+    noise = np.random.default_rng(3).integers(0, 256, (900, 1200, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noise).save(out, format="JPEG", quality=95)
+    large = out.getvalue()
+    assert len(large) > 1024 * 1024
+    front = gateway_for(double, model_root, logs / "one-slot-gateway.log", MAX_IN_FLIGHT="1")
+    front.ready = answers(f"{front.url}/health", 200)
+    front.start()
+    try:
+        with httpx.Client(timeout=30) as client:  # one client, strictly one request at a time
+            statuses = [
+                client.post(f"{front.url}/predict", files={"file": ("big.jpg", large)}).status_code
+                for _ in range(20)
+            ]
+    finally:
+        front.stop()
+    assert statuses == [200] * 20
