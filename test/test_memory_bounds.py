@@ -27,6 +27,10 @@ from processes import Process, answers, gateway
 MIB = 1024 * 1024
 SIDE = 6300
 BUDGET_MIB = 700
+# The budget bounds decodes only: photos being classified, uploads, responses and
+# the allocator's slack between threads come on top (seen: up to 56 MiB under a
+# loaded CI). The README's sizing formula counts these in its 160 MiB base.
+OTHER_MIB = 128
 THREADS = 2
 
 
@@ -149,7 +153,7 @@ def test_bombs_at_once_wait_for_the_budget_or_get_503_while_photos_still_succeed
     refused = [r for r in responses if r.status_code == 503]
     assert all(r.headers["retry-after"] == "1" for r in refused)
     assert "DECODE_MEMORY_BUDGET_MB" in refused[0].json()["detail"]
-    assert memory.growth <= BUDGET_MIB * MIB, f"+{memory.growth / MIB:.0f} MiB"
+    assert memory.growth <= (BUDGET_MIB + OTHER_MIB) * MIB, f"+{memory.growth / MIB:.0f} MiB"
     # Every admitted decode has given its share back, and the process is still serving.
     time.sleep(0.5)
     assert reserved_bytes(budgeted) == 0
