@@ -3,6 +3,7 @@
 import io
 import struct
 import time
+import tracemalloc
 import warnings
 import zlib
 
@@ -475,3 +476,31 @@ def test_a_jpeg_compressed_bmp_is_an_unsupported_bmp_variant() -> None:
 def test_an_accepted_signature_on_a_broken_header_is_a_corrupt_image(fmt: str, keep: int) -> None:
     with pytest.raises(CorruptImage, match=f"The {fmt} image"):
         prepare_image(encode(gradient(), fmt)[:keep], SIZE, LIMIT)
+
+
+def png_with_a_large_exif_block(block_bytes: int) -> bytes:
+    """A 4x4 PNG whose EXIF says "turn 90°" and carries `block_bytes` of tag data."""
+    tags = 9
+    data_at = 8 + 2 + tags * 12 + 4
+    entries = struct.pack("<HHII", 0x0112, 3, 1, 6)  # Orientation: 6
+    for n in range(tags - 1):  # eight signed-byte tags sharing one block of data
+        entries += struct.pack("<HHII", 0x9000 + n, 6, block_bytes, data_at)
+    header = b"II*\x00" + struct.pack("<IH", 8, tags) + entries + b"\x00" * 4
+    exif = b"Exif\x00\x00" + header + b"\x9c" * block_bytes
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), (10, 20, 30)).save(out, format="PNG", exif=exif)
+    return out.getvalue()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow on the oversized tags
+def test_an_exif_block_larger_than_a_camera_writes_is_ignored_cheaply() -> None:
+    # Pillow turns each byte of EXIF into Python objects: 2 MB of it took 98 MiB and 2 s.
+    data = png_with_a_large_exif_block(2_000_000)
+    tracemalloc.start()
+    try:
+        prepared = prepare_image(data, (224, 224), 40_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert prepared.pixels.shape == (224, 224, 3)
+    assert peak < 16 * 1024 * 1024, f"{peak / 2**20:.0f} MiB"
