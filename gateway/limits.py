@@ -2,11 +2,12 @@
 
 Both are enforced before the body sits whole in memory. In time, two bounds:
 the whole body within the request deadline, and, after a short grace period,
-an average rate of at least `min_bytes_per_second`. Without the second, 64
-connections trickling a byte a second hold every in-flight slot for the whole
-deadline, again and again; with it they are cut off after a few seconds, while
-any client on a working link (even 16 KiB/s sends a phone photo in seconds)
-is never near the bound.
+at least `min_bytes_per_second` over the last `grace_seconds`
+(gateway/upload_rate.py). Without the second, connections trickling a byte a
+second, or sending a burst and then stalling, hold every in-flight slot for
+the whole deadline, again and again; with it they are cut off a few seconds
+after they slow down, while any client on a working link (even 16 KiB/s sends
+a phone photo in seconds) is never near the bound.
 """
 
 import asyncio
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import GatewayError, PayloadTooLarge, UploadTimeout
 from gateway.problems import problem_response
+from gateway.upload_rate import RecentRate
 
 # multipart/form-data wraps the file in boundaries and part headers.
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -56,6 +58,7 @@ class UploadGuard:
 
         started = time.monotonic()
         deadline = started + self.timeout_seconds
+        rate = RecentRate(self.min_bytes_per_second, self.grace_seconds, started)
         received = 0
         body_done = False
         refused: GatewayError | None = None
@@ -65,16 +68,19 @@ class UploadGuard:
             nonlocal received, body_done, refused
             if body_done:
                 return await receive()  # e.g. waiting for a disconnect: not bounded here
-            too_slow_at = self._too_slow_at(started, received)
+            too_slow_at = rate.too_slow_at(time.monotonic())
             try:
                 message = await asyncio.wait_for(
                     receive(), min(deadline, too_slow_at) - time.monotonic()
                 )
             except TimeoutError:
-                refused = self._timed_out(started, received, too_slow_at < deadline)
+                lately = rate.received_lately(time.monotonic())
+                refused = self._timed_out(lately, too_slow_at < deadline)
                 raise _Refused(refused) from None
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = len(message.get("body", b""))
+                rate.add(time.monotonic(), chunk)
+                received += chunk
                 body_done = not message.get("more_body", False)
                 if received > self.max_body_bytes:
                     refused = self._too_large()
@@ -97,22 +103,15 @@ class UploadGuard:
         if refused is not None and not response_started:
             await self._answer(refused, scope, receive, send)
 
-    def _too_slow_at(self, started: float, received: int) -> float:
-        """When the bytes received so far stop meeting the minimum average rate."""
-        if self.min_bytes_per_second <= 0:
-            return float("inf")
-        return started + self.grace_seconds + received / self.min_bytes_per_second
-
-    def _timed_out(self, started: float, received: int, too_slow: bool) -> UploadTimeout:
+    def _timed_out(self, lately: int, too_slow: bool) -> UploadTimeout:
         if not too_slow:
             return UploadTimeout(
                 f"The upload did not complete within {self.timeout_seconds:g} s "
                 "(REQUEST_TIMEOUT_SECONDS)."
             )
-        rate = received / max(time.monotonic() - started, 1e-9)
         return UploadTimeout(
-            f"The upload is too slow ({rate:,.0f} bytes/s on average); the minimum is "
-            f"{self.min_bytes_per_second:,} bytes/s after {self.grace_seconds:g} s "
+            f"The upload is too slow ({lately:,} bytes in the last {self.grace_seconds:g} s); "
+            f"the minimum is {self.min_bytes_per_second:,} bytes/s "
             "(MIN_UPLOAD_BYTES_PER_SECOND)."
         )
 

@@ -392,3 +392,45 @@ def test_a_slot_is_free_again_as_soon_as_its_answer_has_been_sent(
     finally:
         front.stop()
     assert statuses == [200] * 20
+
+
+def burst_then_stall(address: tuple[str, int], request: bytes, burst: int) -> tuple[float, bytes]:
+    """Send the headers and `burst` bytes of body, then nothing; (seconds to the answer, answer)."""
+    head = request.index(b"\r\n\r\n") + 4
+    with socket.create_connection(address, timeout=30) as client:
+        started = time.monotonic()
+        client.sendall(request[: head + burst])
+        answer = client.recv(65536)
+        return time.monotonic() - started, answer
+
+
+def test_a_burst_then_a_stall_cannot_hold_a_slot_for_the_deadline(
+    double: Process, model_root: Path, logs: Path, cat_jpeg: bytes
+) -> None:
+    front = gateway_for(
+        double,
+        model_root,
+        logs / "burst-stall-gateway.log",
+        MAX_IN_FLIGHT="2",
+        MIN_UPLOAD_BYTES_PER_SECOND="2048",
+        UPLOAD_GRACE_SECONDS="1",
+    )
+    front.ready = answers(f"{front.url}/health", 200)
+    front.start()
+    host, port = front.url.removeprefix("http://").split(":")
+    # 200 KB up front: more than 2 KiB/s over the whole 30 s deadline.
+    request = raw_predict_request(np.random.default_rng(5).bytes(400_000))
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            stalled = [
+                pool.submit(burst_then_stall, (host, int(port)), request, 200_000) for _ in range(2)
+            ]
+            time.sleep(0.5)
+            assert post_image(front.url, cat_jpeg).status_code == 503  # both slots held
+            answers_ = [result.result(timeout=30) for result in stalled]
+        for seconds, answer in answers_:
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert seconds < 10, f"cut off only after {seconds:.1f} s (deadline 30 s)"
+        assert post_image(front.url, cat_jpeg).status_code == 200
+    finally:
+        front.stop()
