@@ -335,40 +335,48 @@ def send_slowly(
     return sent, answer
 
 
-def test_trickling_uploads_are_cut_off_and_steady_ones_keep_their_slot(
-    double: Process, model_root: Path, logs: Path, cat_jpeg: bytes
-) -> None:
+@pytest.fixture(scope="module")
+def two_slot_gateway(double: Process, model_root: Path, logs: Path) -> Iterator[Process]:
+    """Two in-flight slots and a 2 KiB/s minimum upload rate over 1 s windows."""
     front = gateway_for(
         double,
         model_root,
-        logs / "trickle-gateway.log",
+        logs / "two-slot-gateway.log",
         MAX_IN_FLIGHT="2",
         MIN_UPLOAD_BYTES_PER_SECOND="2048",
         UPLOAD_GRACE_SECONDS="1",
     )
     front.ready = answers(f"{front.url}/health", 200)
-    front.start()
+    yield front.start()
+    front.stop()
+
+
+def address_of(front: Process) -> tuple[str, int]:
     host, port = front.url.removeprefix("http://").split(":")
-    address = (host, int(port))
+    return host, int(port)
+
+
+def test_trickling_uploads_are_cut_off_and_steady_ones_keep_their_slot(
+    two_slot_gateway: Process, cat_jpeg: bytes
+) -> None:
+    front = two_slot_gateway
+    address = address_of(front)
     request = raw_predict_request(cat_jpeg)
-    try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            # Two clients at 40 bytes/s hold both slots at first...
-            tricklers = [pool.submit(send_slowly, address, request, 20, 0.5) for _ in range(2)]
-            time.sleep(0.5)
-            assert post_image(front.url, cat_jpeg).status_code == 503
-            # ...and are cut off soon after the grace period, not at the 30 s deadline.
-            answers_ = [trickler.result(timeout=20) for trickler in tricklers]
-        for sent, answer in answers_:
-            assert sent < len(request)
-            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-            assert b"MIN_UPLOAD_BYTES_PER_SECOND" in answer
-        assert post_image(front.url, cat_jpeg).status_code == 200
-        # A client on a slow but steady link (about 16 KiB/s) is never cut off.
-        sent, answer = send_slowly(address, request, 4096, 0.25)
-        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
-    finally:
-        front.stop()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # Two clients at 40 bytes/s hold both slots at first...
+        tricklers = [pool.submit(send_slowly, address, request, 20, 0.5) for _ in range(2)]
+        time.sleep(0.5)
+        assert post_image(front.url, cat_jpeg).status_code == 503
+        # ...and are cut off soon after the grace period, not at the 30 s deadline.
+        answers_ = [trickler.result(timeout=20) for trickler in tricklers]
+    for sent, answer in answers_:
+        assert sent < len(request)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"MIN_UPLOAD_BYTES_PER_SECOND" in answer
+    assert post_image(front.url, cat_jpeg).status_code == 200
+    # A client on a slow but steady link (about 16 KiB/s) is never cut off.
+    sent, answer = send_slowly(address, request, 4096, 0.25)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
 
 
 def test_a_slot_is_free_again_as_soon_as_its_answer_has_been_sent(
@@ -405,32 +413,18 @@ def burst_then_stall(address: tuple[str, int], request: bytes, burst: int) -> tu
 
 
 def test_a_burst_then_a_stall_cannot_hold_a_slot_for_the_deadline(
-    double: Process, model_root: Path, logs: Path, cat_jpeg: bytes
+    two_slot_gateway: Process, cat_jpeg: bytes
 ) -> None:
-    front = gateway_for(
-        double,
-        model_root,
-        logs / "burst-stall-gateway.log",
-        MAX_IN_FLIGHT="2",
-        MIN_UPLOAD_BYTES_PER_SECOND="2048",
-        UPLOAD_GRACE_SECONDS="1",
-    )
-    front.ready = answers(f"{front.url}/health", 200)
-    front.start()
-    host, port = front.url.removeprefix("http://").split(":")
+    front = two_slot_gateway
+    address = address_of(front)
     # 200 KB up front: more than 2 KiB/s over the whole 30 s deadline.
     request = raw_predict_request(np.random.default_rng(5).bytes(400_000))
-    try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            stalled = [
-                pool.submit(burst_then_stall, (host, int(port)), request, 200_000) for _ in range(2)
-            ]
-            time.sleep(0.5)
-            assert post_image(front.url, cat_jpeg).status_code == 503  # both slots held
-            answers_ = [result.result(timeout=30) for result in stalled]
-        for seconds, answer in answers_:
-            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-            assert seconds < 10, f"cut off only after {seconds:.1f} s (deadline 30 s)"
-        assert post_image(front.url, cat_jpeg).status_code == 200
-    finally:
-        front.stop()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        stalled = [pool.submit(burst_then_stall, address, request, 200_000) for _ in range(2)]
+        time.sleep(0.5)
+        assert post_image(front.url, cat_jpeg).status_code == 503  # both slots held
+        answers_ = [result.result(timeout=30) for result in stalled]
+    for seconds, answer in answers_:
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert seconds < 10, f"cut off only after {seconds:.1f} s (deadline 30 s)"
+    assert post_image(front.url, cat_jpeg).status_code == 200
