@@ -137,8 +137,9 @@ def test_bombs_at_once_wait_for_the_budget_or_get_503_while_photos_still_succeed
     budgeted: Process, bombs: dict[str, bytes], cat_jpeg: bytes
 ) -> None:
     warm(budgeted, cat_jpeg)
-    # Six bombs need three rounds of the budget at least: more than their 1.5 s deadline.
-    uploads = [(f"bomb.{kind}", data, "1.5") for kind, data in bombs.items()] * 2
+    # Twelve bombs need six rounds of the budget at least, several seconds of decoding;
+    # a 3.5 s deadline leaves each 1.5 s to be admitted (a 40 MP decode is given 2 s).
+    uploads = [(f"bomb.{kind}", data, "3.5") for kind, data in bombs.items()] * 4
     uploads += [("cat.jpg", cat_jpeg, None)] * 4
     with PeakRss(budgeted) as memory, ThreadPoolExecutor(len(uploads)) as pool:
         responses = list(pool.map(lambda upload: post(budgeted.url, *upload), uploads))
