@@ -20,6 +20,31 @@ def copy_version(model_dir: Path, source: int, target: int) -> None:
     staging.rename(model_dir / str(target))
 
 
+class SteadyLoad:
+    """One client posting the cat without pause, recording statuses and answering versions."""
+
+    def __init__(self, url: str, image: bytes) -> None:
+        self._url, self._image = url, image
+        self.statuses: list[int] = []
+        self.versions: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            response = post_image(self._url, self._image)
+            self.statuses.append(response.status_code)
+            if response.status_code == 200:
+                self.versions.add(int(response.json()["model"]["version"]))
+
+
 def test_a_new_version_is_swapped_in_under_load_without_failures(
     model_root: Path, logs: Path, tmp_path: Path, cat_jpeg: bytes
 ) -> None:
@@ -33,31 +58,20 @@ def test_a_new_version_is_swapped_in_under_load_without_failures(
     )
     front.ready = answers(f"{front.url}/health", 200)
     front.start()
-    statuses: list[int] = []
-    versions: set[int] = set()
-    stop = threading.Event()
+    load = SteadyLoad(front.url, cat_jpeg)
 
-    def load() -> None:
-        while not stop.is_set():
-            response = post_image(front.url, cat_jpeg)
-            statuses.append(response.status_code)
-            if response.status_code == 200:
-                versions.add(int(response.json()["model"]["version"]))
-
-    worker = threading.Thread(target=load)
-    worker.start()
+    load.start()
     try:
         copy_version(models / "mobilenet", 1, 2)
         wait_until(lambda: httpx.get(f"{front.url}/model").json()["version"] == 2)
         shutil.rmtree(models / "mobilenet" / "1")
         time.sleep(1.5)
     finally:
-        stop.set()
-        worker.join()
+        load.stop()
         front.stop()
-    assert statuses
-    assert set(statuses) == {200}
-    assert versions == {1, 2}
+    assert load.statuses
+    assert set(load.statuses) == {200}
+    assert load.versions == {1, 2}
 
 
 def test_a_version_incomplete_when_first_seen_is_loaded_once_complete(
@@ -76,16 +90,7 @@ def test_a_version_incomplete_when_first_seen_is_loaded_once_complete(
     )
     front.ready = answers(f"{front.url}/health", 200)
     front.start()
-    statuses: list[int] = []
-    versions: set[int] = set()
-    stop = threading.Event()
-
-    def load() -> None:
-        while not stop.is_set():
-            response = post_image(front.url, cat_jpeg)
-            statuses.append(response.status_code)
-            if response.status_code == 200:
-                versions.add(int(response.json()["model"]["version"]))
+    load = SteadyLoad(front.url, cat_jpeg)
 
     def health() -> dict[str, Any]:
         response = httpx.get(f"{front.url}/health")
@@ -95,8 +100,7 @@ def test_a_version_incomplete_when_first_seen_is_loaded_once_complete(
 
     tflite = Path("assets.extra") / "model.tflite"
     complete = (models / "1" / tflite).read_bytes()
-    worker = threading.Thread(target=load)
-    worker.start()
+    load.start()
     try:
         shutil.copytree(models / "1", models / ".tmp-2")
         (models / ".tmp-2" / tflite).write_bytes(complete[: len(complete) // 2])
@@ -121,7 +125,7 @@ def test_a_version_incomplete_when_first_seen_is_loaded_once_complete(
             "state": "AVAILABLE",
             "status": {"error_code": "OK", "error_message": ""},
         }
-        assert versions == {1}
+        assert load.versions == {1}
 
         (models / "2" / tflite).write_bytes(complete)  # the copy completes, in place
         wait_until(lambda: httpx.get(f"{front.url}/model").json()["version"] == 2)
@@ -131,12 +135,11 @@ def test_a_version_incomplete_when_first_seen_is_loaded_once_complete(
         assert (entry["version"], entry["state"]) == ("2", "AVAILABLE")
         time.sleep(0.5)
     finally:
-        stop.set()
-        worker.join()
+        load.stop()
         front.stop()
-    assert statuses
-    assert set(statuses) == {200}
-    assert versions == {1, 2}
+    assert load.statuses
+    assert set(load.statuses) == {200}
+    assert load.versions == {1, 2}
 
 
 def test_it_waits_for_a_first_version_then_turns_ready(
