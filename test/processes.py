@@ -17,12 +17,23 @@ TEST_DIR = ROOT / "test"
 MODEL_NAME = "mobilenet"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A port nobody listens on right now (the kernel picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nobody listens on right now, and not one this process handed out before.
+
+    The kernel may offer a port again as soon as the probe socket closes; a
+    fixture that picked a control port and then two more for the same double
+    once got the same number twice (CI: "Address already in use").
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass

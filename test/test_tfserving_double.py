@@ -26,16 +26,11 @@ import orjson
 import pytest
 
 import double_models
+from processes import free_port
 
 TEST_DIR = Path(__file__).resolve().parent
 READY_PREFIX = "tfserving_double: REST on 127.0.0.1:"
 HALF = "half_plus_two"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Double:
