@@ -12,11 +12,12 @@ MODEL_DIR ?= models
 MODEL_NAME ?= $(if $(filter efficientnet-lite0,$(MODEL_SOURCE)),efficientnet_lite0,mobilenet)
 PORT ?= 8000
 
-.PHONY: help venv export run test lint bench clean
+.PHONY: help venv export run test test-fast lint bench clean
 
 help:
 	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none)"
 	@echo "make test     install, lint and run the test suite"
+	@echo "make test-fast  lint, then every test but the end-to-end ones (no child processes)"
 	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random|keras-weights)"
 	@echo "make bench    measure throughput and latency (see README)"
 	@echo "make clean    remove the virtual environment and caches"
@@ -49,6 +50,10 @@ lint: venv
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Markers come from the folders (conftest.py): unit and deploy run, e2e is left out.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not e2e"
 
 bench: venv
 	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export

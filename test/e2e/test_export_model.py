@@ -14,8 +14,8 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from export_cli import run_cli
 
-REPO = Path(__file__).resolve().parents[1]
-CAT = Path(__file__).with_name("cat.jpg")
+REPO = Path(__file__).resolve().parents[2]
+CAT = REPO / "test" / "cat.jpg"
 LABELS = REPO / "modelexport" / "imagenet_labels.txt"
 OFFLINE_OPTIONS = (
     "--source random",

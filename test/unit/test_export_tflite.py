@@ -17,7 +17,7 @@ from export_cli import run_cli
 from modelexport.errors import VerificationFailed
 from modelexport.tflite import compare_outputs, held_native_stderr
 
-CAT = Path(__file__).with_name("cat.jpg")
+CAT = Path(__file__).resolve().parents[1] / "cat.jpg"
 TOLERANCE = 1e-4
 # MobileNetV2's 3.5 million float32 weights; an unfrozen conversion is about 190 KB.
 MIN_FROZEN_BYTES = 12_000_000

@@ -35,7 +35,7 @@ from tensorflow_serving.apis import (
 )
 
 import double_models
-from processes import TEST_DIR, Process, child_env, free_port
+from processes import ROOT, Process, child_env, free_port
 
 IMAGE = "mobilenet"
 HALF = "half_plus_two"
@@ -80,7 +80,7 @@ def start_double(base_path: Path, log_path: Path, *flags: str) -> GrpcDouble:
     def ready() -> bool:
         return log_path.exists() and "tfserving_double: REST on" in log_path.read_text()
 
-    process = Process(args, child_env(PYTHONPATH=str(TEST_DIR)), log_path, ready).start(60)
+    process = Process(args, child_env(), log_path, ready).start(60)
     channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
     return GrpcDouble(process, f"http://127.0.0.1:{rest_port}", grpc_port, channel)
 
@@ -536,7 +536,8 @@ def test_grpc_port_in_use_fails_the_start_up(store: Path) -> None:
                 f"--model_base_path={store / HALF}",
                 f"--port={taken.getsockname()[1]}",
             ],
-            env=child_env(PYTHONPATH=str(TEST_DIR)),
+            env=child_env(),
+            cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=60,

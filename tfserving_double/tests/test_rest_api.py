@@ -1,4 +1,4 @@
-"""The TF Serving double (test/tfserving_double), driven as a subprocess over real HTTP.
+"""The TF Serving double (tfserving_double/), driven as a subprocess over real HTTP.
 
 Expected values come from docs/tf-serving-protocol.md and the TF Serving
 sources it cites (http_rest_api_handler_test.cc, json_tensor_test.cc,
@@ -28,7 +28,7 @@ import pytest
 import double_models
 from processes import free_port
 
-TEST_DIR = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]  # `python -m tfserving_double` runs from here
 READY_PREFIX = "tfserving_double: REST on 127.0.0.1:"
 HALF = "half_plus_two"
 
@@ -38,13 +38,14 @@ class Double:
 
     def __init__(self, log_path: Path, *flags: str) -> None:
         self.log_path = log_path
-        env = {**os.environ, "PYTHONPATH": str(TEST_DIR), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tfserving_double", *flags],
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=env,
+                cwd=ROOT,
                 text=True,
             )
         self._lines: queue.Queue[str] = queue.Queue()

@@ -109,7 +109,7 @@ def test_the_gateway_agrees_with_the_reference(
     assert body["model"]["weights"] == "trained"
     ours, theirs = probabilities_from(body), reference[case]
     top1, distance = int(np.argmax(ours)), float(np.abs(ours - theirs).sum())
-    # `pytest -s test/test_accuracy.py` prints the table the README's figures come from.
+    # `pytest -s test/e2e/test_accuracy.py` prints the table the README's figures come from.
     print(f"\n| {case} | {top1} {body['predictions'][0]['label']} | {ours[top1]:.3f} | ", end="")
     print(f"{theirs[top1]:.3f} | {distance:.3f} |", end="")
     assert top1 == int(np.argmax(theirs))

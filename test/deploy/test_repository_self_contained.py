@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # The character class and the escapes keep this file from matching itself.
 # Absolute paths are limited to home and work trees: /tmp/ has legitimate uses

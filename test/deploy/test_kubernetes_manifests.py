@@ -24,7 +24,7 @@ from test_deployment_files import (
     tf_serving_memory_bytes,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
 POD_NAMES = ("gateway", "tensorflow-serving")
 # The schemas the manifests are held to: the newest Kubernetes kubernetes-validate knows.

@@ -1,0 +1,24 @@
+"""Marks every test by the layer its folder belongs to, so `-m` can pick layers.
+
+test/unit and test/deploy run in-process; test/e2e and the TF Serving double's
+own tests (tfserving_double/tests) start real processes and talk over sockets.
+"""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+LAYERS = {
+    ROOT / "test" / "unit": "unit",
+    ROOT / "test" / "e2e": "e2e",
+    ROOT / "test" / "deploy": "deploy",
+    ROOT / "tfserving_double" / "tests": "e2e",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for folder, marker in LAYERS.items():
+            if item.path.is_relative_to(folder):
+                item.add_marker(marker)
