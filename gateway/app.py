@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         description="Image classification in front of TensorFlow Serving (or in-process).",
         lifespan=lifespan,
     )
-    install_problem_handlers(app)
+    install_problem_handlers(app, settings.max_upload_bytes)
     app.include_router(router)
     # Each add_middleware wraps the previous ones, so the last added runs first:
     # accounting -> CORS -> API keys -> in-flight cap -> upload guard -> routes.

@@ -1,9 +1,24 @@
 """What every model backend offers the pipeline, whatever runs the model."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+PROBABILITIES_OUTPUT = "probabilities"
+
+
+def probabilities_output(output_names: Iterable[str]) -> str:
+    """The output that holds the class probabilities, for every backend and runtime.
+
+    export_model.py names it `probabilities`; a SavedModel from elsewhere usually
+    has a single output, so its first one is taken.
+    """
+    names = list(output_names)
+    if not names:
+        raise ValueError("the signature has no outputs")
+    return PROBABILITIES_OUTPUT if PROBABILITIES_OUTPUT in names else names[0]
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,11 @@ class DecodeTooLarge(GatewayError):
 class PayloadTooLarge(GatewayError):
     status, code, title = 413, "payload_too_large", "Upload too large"
 
+    @classmethod
+    def over(cls, limit_bytes: int) -> "PayloadTooLarge":
+        """The one wording of the 413, whichever check noticed: the stream or the form."""
+        return cls(f"The upload is larger than the {limit_bytes:,}-byte limit (MAX_UPLOAD_BYTES).")
+
 
 class BadRequest(GatewayError):
     status, code, title = 400, "bad_request", "Bad request"

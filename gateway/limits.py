@@ -116,10 +116,7 @@ class UploadGuard:
         )
 
     def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(
-            f"The upload is larger than the {self.max_upload_bytes:,}-byte limit "
-            "(MAX_UPLOAD_BYTES)."
-        )
+        return PayloadTooLarge.over(self.max_upload_bytes)
 
     @staticmethod
     async def _answer(error: GatewayError, scope: Scope, receive: Receive, send: Send) -> None:

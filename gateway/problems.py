@@ -73,8 +73,11 @@ def problem_response(error: GatewayError, headers: Mapping[str, str] | None = No
     )
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    """Route every exception the app can raise through `problem_response`."""
+def install_problem_handlers(app: FastAPI, max_upload_bytes: int) -> None:
+    """Route every exception the app can raise through `problem_response`.
+
+    `max_upload_bytes` words a 413 from Starlette the way the gateway's own checks do.
+    """
 
     async def gateway_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
@@ -82,6 +85,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if exc.status_code == 413:
+            return problem_response(PayloadTooLarge.over(max_upload_bytes))
         # Starlette's own headers matter: a 405 must say what is Allowed.
         return problem_response(_from_http_exception(exc), headers=exc.headers)
 
@@ -121,8 +126,6 @@ def _from_http_exception(exc: HTTPException) -> GatewayError:
         return NotFound("No such endpoint; GET / lists them.")
     if exc.status_code == 405:
         return MethodNotAllowed("This endpoint does not accept that method; GET / lists them.")
-    if exc.status_code == 413:
-        return PayloadTooLarge(str(exc.detail))
     if 400 <= exc.status_code < 500:
         return BadRequest(f"The request could not be read: {str(exc.detail).rstrip('.')}.")
     return GatewayError("An unexpected error occurred; it has been logged.")

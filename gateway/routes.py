@@ -164,10 +164,7 @@ async def predict(
     started = time.perf_counter()
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
-        raise PayloadTooLarge(
-            f"The file is larger than the {settings.max_upload_bytes:,}-byte limit "
-            "(MAX_UPLOAD_BYTES)."
-        )
+        raise PayloadTooLarge.over(settings.max_upload_bytes)
     timeout = request_timeout(request.headers, settings.request_timeout_seconds)
     result = await run_bounded(
         classifier.classify(data, top_k or settings.default_top_k), request.receive, timeout

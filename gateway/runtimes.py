@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from gateway.backend import probabilities_output
 from gateway.metrics import TFLITE_CALLS
 
 TFLITE_FILE = Path("assets.extra") / "model.tflite"
@@ -70,7 +71,7 @@ class TensorFlowRuntime:
         if input_spec.dtype != tf.uint8:
             raise ValueError(f"input {input_name!r} is {input_spec.dtype.name}; expected uint8")
         outputs = self._function.structured_outputs
-        output_name = "probabilities" if "probabilities" in outputs else next(iter(outputs))
+        output_name = probabilities_output(outputs)
         _, height, width, _ = input_spec.shape.as_list()
         self.tensors = TensorNames(
             input_name, output_name, (width, height), int(outputs[output_name].shape[-1])
@@ -122,7 +123,7 @@ class LiteRuntime:
         ((input_name, input_detail),) = inputs.items()
         if input_detail["dtype"] != np.uint8:
             raise ValueError(f"input {input_name!r} is {input_detail['dtype']}; expected uint8")
-        output_name = "probabilities" if "probabilities" in outputs else next(iter(outputs))
+        output_name = probabilities_output(outputs)
         _, height, width, _ = (int(n) for n in input_detail["shape"])
         classes = int(outputs[output_name]["shape"][-1])
         self.tensors = TensorNames(input_name, output_name, (width, height), classes)

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 
-from gateway.backend import BatchPrediction, ModelSignature, ModelStatus
+from gateway.backend import BatchPrediction, ModelSignature, ModelStatus, probabilities_output
 from gateway.errors import BackendUnavailable, ServableGone
 from gateway.settings import Settings
 from gateway.tfserving_rest import RestPredictor, error_message
@@ -240,7 +240,7 @@ def parse_signature(metadata: Any, version: int) -> ModelSignature:
     dims = _dims(tensor)
     if len(dims) != 4 or dims[3] != 3 or min(dims[1:3]) <= 0:
         raise ValueError(f"input {input_name!r} has shape {dims}; expected [-1, H, W, 3]")
-    output_name = "probabilities" if "probabilities" in outputs else next(iter(outputs))
+    output_name = probabilities_output(outputs)
     output_dims = _dims(outputs[output_name])
     if len(output_dims) != 2 or output_dims[1] <= 0:
         raise ValueError(f"output {output_name!r} has shape {output_dims}; expected [-1, classes]")
