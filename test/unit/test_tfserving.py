@@ -16,7 +16,7 @@ from tensorflow_serving.apis import predict_pb2
 from gateway.backend import BatchPrediction, ModelStatus
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, ServableGone
 from gateway.settings import Settings
-from gateway.tfserving import TFServingBackend, parse_signature
+from gateway.tfserving.client import TFServingBackend, parse_signature
 
 MODEL_URL = "http://tfs:8501/v1/models/mobilenet"
 T = TypeVar("T")

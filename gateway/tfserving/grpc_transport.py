@@ -2,19 +2,33 @@
 
 `/tensorflow.serving.PredictionService/Predict` (docs/tf-serving-protocol.md §6)
 carries the uint8 batch as `tensor_content` (§7), 150 KB an image instead of about
-600 KB of JSON, and neither side parses text. Messages are encoded by
-`tensor_proto`, so the gateway needs grpcio but not TensorFlow.
+600 KB of JSON, and neither side parses text. The messages are classes generated
+from TF Serving's .proto files (messages.py), so the gateway needs grpcio and
+protobuf but not TensorFlow.
 """
 
 import time
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from gateway.backend import ModelSignature
-from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, ServableGone
-from gateway.tensor_proto import decode_predict_response, decode_tensor, encode_predict_request
-from gateway.tfserving_rest import check_shape
+from gateway.errors import BackendError, BackendUnavailable
+from gateway.tfserving.messages import (
+    answering_version,
+    output_tensor,
+    predict_request,
+    read_tensor,
+)
+from gateway.tfserving.predictor import (
+    check_shape,
+    servable_gone,
+    timed_out,
+    unreachable,
+    unreadable_response,
+)
+from gateway.tfserving.protos.predict_pb2 import PredictResponse
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 # TF Serving accepts messages up to INT32_MAX; grpc-python's default receive cap is 4 MB.
@@ -49,7 +63,8 @@ class GrpcPredictor:
         self._timeout_seconds = timeout_seconds
         self._reconnect_seconds = reconnect_seconds
         self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
-        # No serializers: requests and responses travel as the bytes tensor_proto makes.
+        # No serializers: the call carries bytes, which predict() writes and reads, so a
+        # reply that does not parse becomes the gateway's error, not a grpc one.
         self._predict = self._channel.unary_unary(PREDICT_METHOD)
 
     async def close(self) -> None:
@@ -65,7 +80,7 @@ class GrpcPredictor:
     async def predict(
         self, images: np.ndarray, signature: ModelSignature
     ) -> tuple[np.ndarray, int | None]:
-        request = encode_predict_request(
+        request = predict_request(
             self._model_name,
             signature.signature_name,
             {signature.input_name: np.ascontiguousarray(images, dtype=np.uint8)},
@@ -73,17 +88,10 @@ class GrpcPredictor:
             version_label=self._version_label,
         )
         try:
-            reply = await self._call(request)
+            reply = await self._call(request.SerializeToString())
         except grpc.aio.AioRpcError as exc:
             raise translate_rpc_error(exc, self._timeout_seconds) from exc
-        try:
-            response = decode_predict_response(reply)
-            probabilities = decode_tensor(response.outputs[signature.output_name])
-        except (ValueError, KeyError) as exc:
-            raise BackendError("TF Serving sent a response the gateway cannot read.") from exc
-        # The version that actually answered: TF Serving may have moved on since
-        # the gateway last read the signature.
-        return check_shape(probabilities, signature, images.shape[0]), response.version
+        return read_reply(reply, signature, images.shape[0])
 
     async def _call(self, request: bytes) -> bytes:
         started = time.monotonic()
@@ -103,18 +111,30 @@ class GrpcPredictor:
         except grpc.aio.AioRpcError as exc:
             connected = self._channel.get_state() == grpc.ChannelConnectivity.READY
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not connected:
-                raise BackendUnavailable("TF Serving is not reachable; try again shortly.") from exc
+                raise unreachable() from exc
             raise
         return reply
+
+
+def read_reply(reply: bytes, signature: ModelSignature, rows: int) -> tuple[np.ndarray, int | None]:
+    """Scores from a serialized PredictResponse, and the version that produced them."""
+    try:
+        response = PredictResponse.FromString(reply)
+        probabilities = read_tensor(output_tensor(response, signature.output_name))
+    except (DecodeError, ValueError, KeyError) as exc:
+        raise unreadable_response() from exc
+    # The version that actually answered: TF Serving may have moved on since
+    # the gateway last read the signature.
+    return check_shape(probabilities, signature, rows), answering_version(response)
 
 
 def translate_rpc_error(exc: grpc.aio.AioRpcError, timeout_seconds: float) -> Exception:
     """gRPC status codes (TF's error codes, passed through) to the gateway's errors."""
     code, details = exc.code(), (exc.details() or "").strip()[:500]
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return BackendTimeout(f"TF Serving did not answer within {timeout_seconds:g} s.")
+        return timed_out(timeout_seconds)
     if code == grpc.StatusCode.NOT_FOUND:
-        return ServableGone(f"TF Serving has no servable version: {details}")
+        return servable_gone(details)
     if code == grpc.StatusCode.UNAVAILABLE:
         return BackendUnavailable("TF Serving is not reachable or unavailable; try again shortly.")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:

@@ -21,7 +21,14 @@ import numpy as np
 import orjson
 
 from gateway.backend import ModelSignature
-from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, ServableGone
+from gateway.errors import BackendError, BackendTimeout, BackendUnavailable
+from gateway.tfserving.predictor import (
+    check_shape,
+    servable_gone,
+    timed_out,
+    unreachable,
+    unreadable_response,
+)
 
 
 class RestPredictor:
@@ -63,13 +70,11 @@ class RestPredictor:
                 url, content=body, headers={"Content-Type": "application/json"}
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise BackendUnavailable("TF Serving is not reachable; try again shortly.") from exc
+            raise unreachable() from exc
         except httpx.PoolTimeout as exc:
             raise BackendUnavailable("All connections to TF Serving are busy.") from exc
         except httpx.TimeoutException as exc:
-            raise BackendTimeout(
-                f"TF Serving did not answer within {self._timeout_seconds:g} s."
-            ) from exc
+            raise timed_out(self._timeout_seconds) from exc
         except httpx.HTTPError as exc:
             raise BackendError(
                 f"The connection to TF Serving failed mid-request ({type(exc).__name__})."
@@ -90,7 +95,7 @@ def encode_request(images: np.ndarray, signature: ModelSignature) -> bytes:
 def translate_status(code: int, message: str) -> Exception:
     """TF Serving's HTTP status (docs/tf-serving-protocol.md §5.1) to the gateway's error."""
     if code == 404:
-        return ServableGone(f"TF Serving has no servable version: {message}")
+        return servable_gone(message)
     if code in (429, 503):
         return BackendUnavailable(f"TF Serving is overloaded or unavailable: {message}")
     if code == 504:
@@ -106,18 +111,8 @@ def parse_outputs(content: bytes, signature: ModelSignature, expected_rows: int)
             outputs = outputs[signature.output_name]
         probabilities = np.asarray(outputs, dtype=np.float32)
     except (ValueError, KeyError, TypeError) as exc:
-        raise BackendError("TF Serving sent a response the gateway cannot read.") from exc
+        raise unreadable_response() from exc
     return check_shape(probabilities, signature, expected_rows)
-
-
-def check_shape(probabilities: np.ndarray, signature: ModelSignature, rows: int) -> np.ndarray:
-    """Refuse an output whose shape is not [rows, num_classes]."""
-    if probabilities.shape != (rows, signature.num_classes):
-        raise BackendError(
-            f"TF Serving returned shape {list(probabilities.shape)}, "
-            f"expected [{rows}, {signature.num_classes}]."
-        )
-    return probabilities
 
 
 def _loads(content: bytes) -> Any:

@@ -18,7 +18,7 @@ TF_SERVING_URL may pin what is served (§1):
 import asyncio
 import logging
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -27,27 +27,12 @@ import numpy as np
 from gateway.backend import BatchPrediction, ModelSignature, ModelStatus, probabilities_output
 from gateway.errors import BackendUnavailable, ServableGone
 from gateway.settings import Settings
-from gateway.tfserving_rest import RestPredictor, error_message
+from gateway.tfserving.predictor import Predictor
+from gateway.tfserving.rest_transport import RestPredictor, error_message
 
 logger = logging.getLogger(__name__)
 
 _SIGNATURE_NAME = "serving_default"
-
-
-class Predictor(Protocol):
-    """One way of sending a batch to TF Serving's Predict."""
-
-    transport: str
-
-    async def predict(
-        self, images: np.ndarray, signature: ModelSignature
-    ) -> tuple[np.ndarray, int | None]: ...
-
-    def problem(self) -> str:
-        """Why this transport cannot carry predictions right now, or ''."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 class TFServingBackend:
@@ -151,7 +136,8 @@ class TFServingBackend:
     def _make_predictor(self) -> Predictor:
         settings = self._settings
         if settings.tf_serving_transport == "grpc":
-            from gateway.tfserving_grpc import GrpcPredictor  # grpcio loads only when used
+            # grpcio and the generated messages load only when used.
+            from gateway.tfserving.grpc_transport import GrpcPredictor
 
             return GrpcPredictor(
                 settings.grpc_target,
