@@ -12,7 +12,7 @@ MODEL_DIR ?= models
 MODEL_NAME ?= $(if $(filter efficientnet-lite0,$(MODEL_SOURCE)),efficientnet_lite0,mobilenet)
 PORT ?= 8000
 
-.PHONY: help venv export run test test-fast lint bench clean
+.PHONY: help venv export run test test-fast lint bench lock clean
 
 help:
 	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none)"
@@ -20,12 +20,14 @@ help:
 	@echo "make test-fast  lint, then every test but the end-to-end ones (no child processes)"
 	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random|keras-weights)"
 	@echo "make bench    measure throughput and latency (see README)"
+	@echo "make lock     rewrite the requirement files and the gateway image's lock from pyproject.toml"
 	@echo "make clean    remove the virtual environment and caches"
 
-$(BIN)/.installed: requirements-export.txt gateway/requirements.txt requirements-dev.txt
+# The extras of pyproject.toml. The project's code runs from the checkout, so installing
+# it adds only their dependencies; -e because a plain install would leave a build/ here.
+$(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q \
-		-r requirements-export.txt -r gateway/requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[export,embedded,dev]"
 	touch $@
 
 venv: $(BIN)/.installed
@@ -59,5 +61,16 @@ bench: venv
 	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
 	$(BIN)/python -m bench --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME)
 
+# After a change to pyproject.toml's dependencies. The lock keeps the versions it
+# pins: delete gateway/requirements.lock first to move them to the newest releases.
+lock: venv
+	$(BIN)/python tools/dependencies.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# TF Serving's Predict messages for the gateway: protos/*.proto -> gateway/tfserving/protos/.
+# The generated files are committed; run this after changing protos/ (see protos/README.md).
+.PHONY: protos
+protos: venv
+	$(BIN)/python tools/generate_protos.py

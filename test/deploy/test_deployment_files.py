@@ -43,7 +43,7 @@ README = ROOT / "README.md"
 CAT_JPEG = ROOT / "test" / "cat.jpg"
 DOCKERFILE = ROOT / "gateway" / "Dockerfile"
 DOCKERIGNORE = ROOT / "gateway" / ".dockerignore"
-GATEWAY_REQUIREMENTS = ROOT / "gateway" / "requirements.txt"
+GATEWAY_LOCK = ROOT / "gateway" / "requirements.lock"
 EXPORT_REQUIREMENTS = ROOT / "requirements-export.txt"
 BATCHING_FILE = ROOT / "deploy" / "tfserving" / "batching.pbtxt"
 TOOLS_DIR = Path(sys.executable).parent
@@ -129,7 +129,6 @@ LIMIT_HEADROOM = 1.25
 COMPOSE_DEFAULT = re.compile(r"(?<!\$)\$\{(\w+):-([^}]*)\}")
 
 HEALTHCHECK_TARGET = re.compile(r"/dev/tcp/(?:127\.0\.0\.1|localhost)/" + str(TF_SERVING_REST_PORT))
-TENSORFLOW_FAMILY = re.compile(r"^(tensorflow|keras|tf[-_])", re.IGNORECASE)
 
 
 def read_compose() -> dict[str, Any]:
@@ -783,31 +782,28 @@ def test_dockerfile_starts_the_gateway_module_from_workdir() -> None:
     assert dockerfile_arguments("EXPOSE") == [str(GATEWAY_PORT)]
 
 
-def test_dockerfile_installs_only_the_requirements_file() -> None:
+def test_dockerfile_installs_only_the_hashed_lock() -> None:
+    # test_dependencies.py checks the lock itself: hashed, TensorFlow-free, in step.
     installs = [run for run in dockerfile_arguments("RUN") if "pip install" in run]
     assert installs, "the image installs no dependencies"
     for run in installs:
         options = run.split("pip install", 1)[1].split("&&")[0].split()
-        assert "--no-cache-dir" in options
-        assert [option for option in options if option != "--no-cache-dir"] == [
-            "-r",
-            "requirements.txt",
+        assert sorted(option for option in options if option.startswith("--")) == [
+            "--no-cache-dir",
+            "--no-deps",
+            "--require-hashes",
         ]
+        assert [option for option in options if not option.startswith("--")] == [
+            "-r",
+            GATEWAY_LOCK.name,
+        ]
+    copied = [arguments.split()[0] for arguments in dockerfile_arguments("COPY")]
+    assert GATEWAY_LOCK.name in copied
 
 
-def test_gateway_requirements_are_pinned_and_free_of_tensorflow() -> None:
-    lines = requirement_lines(GATEWAY_REQUIREMENTS)
-    assert lines
-    for line in lines:
-        name, separator, version = line.partition("==")
-        assert separator, f"{line!r} is not pinned with =="
-        assert version, f"{line!r} is not pinned with =="
-        assert not TENSORFLOW_FAMILY.match(name.strip()), f"{line!r} belongs in the export image"
-
-
-def test_dockerignore_keeps_sources_and_requirements() -> None:
+def test_dockerignore_keeps_sources_and_the_lock() -> None:
     patterns = [line.strip().lstrip("/") for line in requirement_lines(DOCKERIGNORE)]
-    kept = [GATEWAY_REQUIREMENTS, *DOCKERFILE.parent.rglob("*.py")]
+    kept = [GATEWAY_LOCK, *DOCKERFILE.parent.rglob("*.py")]
     for path in kept:
         relative = path.relative_to(DOCKERFILE.parent).as_posix()
         if "__pycache__" in relative:

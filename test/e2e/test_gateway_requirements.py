@@ -1,4 +1,8 @@
-"""gateway/requirements.txt alone is enough to serve: the gateway image installs nothing else."""
+"""The gateway's declared dependencies alone are enough to serve, without TensorFlow.
+
+The gateway image installs gateway/requirements.lock and nothing else (TF Serving
+backend); the embedded extra adds LiteRT for a version's TensorFlow Lite copy.
+"""
 
 import subprocess
 import sys
@@ -11,36 +15,46 @@ from api_client import post_image
 from processes import ROOT, Process, answers, gateway
 
 
-@pytest.fixture(scope="module")
-def gateway_only_python(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A fresh virtual environment with gateway/requirements.txt and nothing more."""
-    env_dir = tmp_path_factory.mktemp("gateway-venv")
+def fresh_python(env_dir: Path, *install: str) -> str:
+    """Make a virtual environment, pip install `install` into it, and return its python."""
     venv.create(env_dir, with_pip=True)
     python = str(env_dir / "bin" / "python")
     subprocess.run(
-        [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "-q",
-            "-r",
-            str(ROOT / "gateway" / "requirements.txt"),
-        ],
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "-q", *install],
         check=True,
         timeout=900,
     )
     return python
 
 
-@pytest.mark.slow
-def test_the_gateway_venv_has_no_tensorflow(gateway_only_python: str) -> None:
-    probe = subprocess.run(
-        [gateway_only_python, "-c", "import tensorflow"], capture_output=True, check=False
+def imports(python: str, module: str) -> bool:
+    """Whether `python` can import `module`."""
+    probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def gateway_only_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The gateway image's environment: the lock, installed as gateway/Dockerfile does."""
+    lock = ROOT / "gateway" / "requirements.lock"
+    return fresh_python(
+        tmp_path_factory.mktemp("gateway-venv"), "--require-hashes", "--no-deps", "-r", str(lock)
     )
-    assert probe.returncode != 0
+
+
+@pytest.fixture(scope="module")
+def embedded_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An environment with the project's embedded extra and nothing more."""
+    # Editable: a plain install would build into the checkout's build/.
+    return fresh_python(tmp_path_factory.mktemp("embedded-venv"), "-e", f"{ROOT}[embedded]")
+
+
+@pytest.mark.slow
+def test_the_gateway_venv_has_neither_tensorflow_nor_litert(gateway_only_python: str) -> None:
     assert sys.executable != gateway_only_python
+    assert imports(gateway_only_python, "fastapi")
+    assert not imports(gateway_only_python, "tensorflow")
+    assert not imports(gateway_only_python, "ai_edge_litert")
 
 
 @pytest.mark.slow
@@ -52,6 +66,33 @@ def test_it_serves_predictions_through_tf_serving(
         python=gateway_only_python,
         TF_SERVING_URL=f"{double.url}/v1/models/mobilenet:predict",
         TF_SERVING_GRPC_TARGET=double.grpc_target,
+        MODEL_BASE_PATH=str(model_root),
+    )
+    process.ready = answers(f"{process.url}/health", 200)
+    process.start()
+    try:
+        response = post_image(process.url, cat_jpeg, filename="cat.jpg")
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"][0]["label"]
+    finally:
+        process.stop()
+
+
+@pytest.mark.slow
+def test_the_embedded_venv_has_litert_but_no_tensorflow(embedded_python: str) -> None:
+    assert imports(embedded_python, "ai_edge_litert.interpreter")
+    assert not imports(embedded_python, "tensorflow")
+
+
+@pytest.mark.slow
+def test_it_serves_predictions_from_the_tflite_copy(
+    embedded_python: str, model_root: Path, logs: Path, cat_jpeg: bytes
+) -> None:
+    process = gateway(
+        logs / "embedded-venv.log",
+        python=embedded_python,
+        INFERENCE_BACKEND="embedded",
+        EMBEDDED_RUNTIME="tflite",
         MODEL_BASE_PATH=str(model_root),
     )
     process.ready = answers(f"{process.url}/health", 200)
