@@ -21,6 +21,7 @@ from bench.pipeline import Plan, run_pipeline
 from bench.ratios import ceiling_summary, derive
 from bench.report import render, write_json
 from gateway.embedded import newest_version
+from gateway.library_settings import apply_library_settings
 from modelexport.contract import IMAGE_SIZE, INPUT_DTYPE
 
 SECTIONS = ("ceiling", "pipeline", "naive", "preprocess")
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "notes": [],
     }
+    apply_library_settings()  # the preprocessing section runs the gateway's pipeline here
     uploads = make_uploads()
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         if "preprocess" in sections:

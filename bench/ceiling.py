@@ -23,6 +23,7 @@ from bench.images import CAT_JPEG
 from bench.stats import Measurement, summarise
 from bench.watch import DISTURBED_CORES, busy_cpu_seconds
 from gateway.imaging import prepare_image
+from gateway.library_settings import apply_library_settings
 from gateway.runtimes import TFLITE_FILE, LiteRuntime, TensorFlowRuntime
 
 RuntimeName = Literal["tensorflow", "tflite"]
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     batches = tuple(int(part) for part in args.batches.split(","))
     setups = None if args.setup is None else (SETUPS[args.runtime][args.setup],)
+    apply_library_settings()  # the input is prepared by the gateway's own pipeline
     loading = time.perf_counter()
     rows = measure_runtime(
         args.version_dir, args.runtime, batches, args.duration, args.warmup, args.retries, setups

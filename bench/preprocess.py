@@ -2,9 +2,9 @@
 
 The naive way decodes every pixel and then resizes with LANCZOS; the gateway
 asks the JPEG decoder for a reduced scale first (draft mode) and resizes the
-rest with a bilinear filter. The decoder's reduced-scale output alone is timed
-too: no preprocessing built on the same decoder can beat it. All run on one
-thread, as one request would.
+rest as gateway/resize.py describes. The decoder's reduced-scale output alone
+is timed too: no preprocessing built on the same decoder can beat it. All run
+on one thread, as one request would.
 """
 
 import io

@@ -8,13 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.images import CAT_JPEG
-
-TEST_DIR = CAT_JPEG.parent
-if str(TEST_DIR) not in sys.path:
-    sys.path.insert(0, str(TEST_DIR))
-
-from processes import (  # noqa: E402  (test/ is not a package)
+from bench.harness import (
     ROOT,
     Process,
     answers,

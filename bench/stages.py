@@ -1,6 +1,7 @@
 """The gateway's own per-stage timings, read from /metrics/prometheus before and after a run."""
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 _STAGES = {
     "decode": "gateway_decode_seconds",
@@ -17,11 +18,13 @@ def read_stage_totals(base_url: str) -> dict[str, tuple[float, float]] | None:
         return None
     if response.status_code != 200:
         return None
-    values: dict[str, float] = {}
-    for line in response.text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
+    # Unlabelled samples only: the histograms' _sum and _count (their buckets carry `le`).
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if not sample.labels
+    }
     totals = {}
     for stage, metric in _STAGES.items():
         if f"{metric}_count" not in values:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from bench.harness import rss_bytes
+
 _SAMPLE_EVERY_S = 0.05
 # Other processes busier than this (in cores) during a measurement make it suspect:
 # the benchmark measures again, up to its retry count, and flags what stays disturbed.
@@ -37,21 +39,6 @@ def main_thread_cpu_seconds(pid: int) -> float:
     except psutil.Error:
         pass
     return 0.0
-
-
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and its living descendants."""
-    total = 0
-    try:
-        root = psutil.Process(pid)
-        for process in (root, *root.children(recursive=True)):
-            try:
-                total += process.memory_info().rss
-            except psutil.Error:
-                continue
-    except psutil.Error:
-        pass
-    return total
 
 
 def busy_cpu_seconds() -> float:
@@ -116,4 +103,8 @@ class Watch:
     def _sample(self) -> None:
         while not self._stop.wait(_SAMPLE_EVERY_S):
             for name, pid in self._pids.items():
-                self._peaks[name] = max(self._peaks[name], tree_rss_bytes(pid))
+                try:
+                    rss = rss_bytes(pid, descendants=True)
+                except psutil.Error:
+                    continue  # exited: the peak so far stands
+                self._peaks[name] = max(self._peaks[name], rss)

@@ -8,11 +8,12 @@ import hmac
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import paths
 from gateway.errors import Overloaded, Unauthorized
 from gateway.problems import problem_response
 
 # Probes and the service description stay open so orchestrators need no key.
-OPEN_PATHS = frozenset({"/", "/health", "/health/live", "/health/ready"})
+OPEN_PATHS = frozenset({paths.INDEX, paths.HEALTH, paths.HEALTH_LIVE, paths.HEALTH_READY})
 
 
 class ApiKeyAuth:
@@ -51,7 +52,7 @@ class InFlightLimit:
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
+        if not paths.is_prediction(scope):
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:

@@ -2,7 +2,8 @@
 
 Start it with `python -m gateway` or `uvicorn --factory gateway.app:create_app`.
 Nothing here runs at import: the factory reads the environment and the
-lifespan opens (and closes) every long-lived resource.
+lifespan applies the imaging libraries' process-wide settings, then opens
+(and closes) every long-lived resource.
 """
 
 import asyncio
@@ -14,11 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from gateway import __version__, metrics
+from gateway import __version__, metrics, paths
 from gateway.accounting import PredictAccounting
 from gateway.admission import ApiKeyAuth, InFlightLimit
 from gateway.backend import Backend
 from gateway.batching import Batcher
+from gateway.library_settings import apply_library_settings
 from gateway.limits import UploadGuard
 from gateway.pipeline import Classifier
 from gateway.problems import install_problem_handlers
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        apply_library_settings()
         executor = ThreadPoolExecutor(
             max_workers=settings.preprocess_threads, thread_name_prefix="preprocess"
         )
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         title="ml-inference-pipeline gateway",
         version=__version__,
         description="Image classification in front of TensorFlow Serving (or in-process).",
+        docs_url=paths.DOCS,
         lifespan=lifespan,
     )
     install_problem_handlers(app, settings.max_upload_bytes)
@@ -105,11 +109,16 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
 
 async def _watch_model(backend: Backend, every_seconds: float) -> None:
-    """Keep readiness and the served version fresh between requests."""
+    """Keep gateway_model_ready fresh between probes, and the served version between requests.
+
+    The embedded backend follows new versions with a watcher of its own; the
+    TF Serving backend learns a new version's signature when asked its status,
+    so for it this poll is what follows them.
+    """
     while True:
         try:
             status = await backend.status()
-            metrics.MODEL_READY.set(1 if status.ready else 0)
+            metrics.record_model_ready(status.ready)
         except Exception:
             logger.exception("model status check failed")
         await asyncio.sleep(every_seconds)

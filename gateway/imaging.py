@@ -1,7 +1,8 @@
 """Where an upload becomes a tensor: sniff, bound, decode, orient, convert and resize.
 
 CPU work: callers run `inspect_image` and `prepare_image` in a thread pool
-(Pillow releases the GIL while decoding and resizing). Memory is what
+(Pillow releases the GIL while decoding and resizing), in a process that has
+applied gateway/library_settings.py. Memory is what
 `gateway/decode_budget.py` estimates: the decoded picture, one 4-byte-per-pixel
 copy (the RGB conversion or the EXIF transposition) and small bands of
 temporaries, never several full-size copies.
@@ -11,7 +12,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, PngImagePlugin
+from PIL import Image, ImageOps
 
 from gateway.deadlines import raise_if_past
 from gateway.decode_budget import DecodeCost, estimate_decode
@@ -27,17 +28,10 @@ from gateway.resize import resize_rgb
 from gateway.rgb import to_rgb
 from gateway.tiff_directory import read_tiff_directory
 
-# The gateway enforces its own pixel cap from the header (TooManyPixels), so
-# Pillow's process-wide bomb warning would only fire after our check anyway.
-Image.MAX_IMAGE_PIXELS = None
 # The EXIF block a JPEG can carry (one APP1 segment); larger ones are ignored.
 MAX_EXIF_BYTES = 64 * 1024
 # Where Pillow's plugins keep an EXIF block: most formats, and PNG's ImageMagick text.
 _EXIF_KEYS = ("exif", "Raw profile type exif")
-# PNG text chunks are decompressed as the header is read, before any budget
-# can weigh them: Pillow's 64 MiB allowance let a 60 KB file take 60 MB.
-# Real metadata (XMP, EXIF as text) is far smaller.
-PngImagePlugin.MAX_TEXT_MEMORY = 4 * 1024 * 1024
 
 # Pillow builds Python objects for every strip or tile of a TIFF as it opens
 # it: a 9.6 MB file in 1.2 million one-row strips took 7 s and 400 MB before a

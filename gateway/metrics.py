@@ -45,6 +45,11 @@ DECODE_MEMORY_RESERVED = Gauge(
 )
 
 
+def record_model_ready(ready: bool) -> None:
+    """Set gateway_model_ready from a readiness just learned (the status poller's or /health's)."""
+    MODEL_READY.set(1 if ready else 0)
+
+
 def counts_by_outcome() -> dict[str, int]:
     """Current /predict counts keyed by outcome."""
     counts: dict[str, int] = {}

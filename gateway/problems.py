@@ -1,7 +1,9 @@
 """Where errors are mapped: every failure leaves as an RFC 9457 problem document.
 
 The body carries a stable machine-readable `code` and a human `detail`; it
-never carries a traceback, an internal URL or a file path.
+never carries a traceback, an internal URL or a file path. As it leaves, the
+response also records that code in the request's ASGI scope, where the
+accounting middleware reads each request's outcome.
 """
 
 import logging
@@ -15,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gateway.errors import (
     BadRequest,
@@ -30,6 +33,8 @@ from gateway.errors import (
 logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Where a problem response records its code in the scope of the request it answers.
+_SENT_CODE_KEY = "gateway.problem_code"
 
 
 class Problem(BaseModel):
@@ -55,22 +60,44 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+class _ProblemResponse(Response):
+    """A problem document that records its `code` in the request's scope as it is sent.
+
+    Recorded when sent, not when built: a middleware that replaces the app's
+    answer (UploadGuard cutting a body off) sends its own problem last.
+    """
+
+    media_type = PROBLEM_MEDIA_TYPE
+
+    def __init__(self, error: GatewayError, headers: Mapping[str, str] | None = None) -> None:
+        body: dict[str, Any] = {
+            "type": f"urn:ml-inference-pipeline:problem:{error.code}",
+            "title": error.title,
+            "status": error.status,
+            "detail": error.detail,
+            "code": error.code,
+            "success": False,
+        }
+        all_headers = dict(headers or {})
+        if error.retry_after_seconds is not None:
+            all_headers["Retry-After"] = str(error.retry_after_seconds)
+        super().__init__(orjson.dumps(body), status_code=error.status, headers=all_headers)
+        self.code = error.code
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_SENT_CODE_KEY] = self.code
+        await super().__call__(scope, receive, send)
+
+
 def problem_response(error: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
     """The HTTP response for one of the gateway's errors."""
-    body: dict[str, Any] = {
-        "type": f"urn:ml-inference-pipeline:problem:{error.code}",
-        "title": error.title,
-        "status": error.status,
-        "detail": error.detail,
-        "code": error.code,
-        "success": False,
-    }
-    headers = dict(headers or {})
-    if error.retry_after_seconds is not None:
-        headers["Retry-After"] = str(error.retry_after_seconds)
-    return Response(
-        orjson.dumps(body), status_code=error.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
-    )
+    return _ProblemResponse(error, headers)
+
+
+def sent_problem_code(scope: Scope) -> str | None:
+    """The `code` of the problem document last sent for this request, if one was."""
+    code: str | None = scope.get(_SENT_CODE_KEY)
+    return code
 
 
 def install_problem_handlers(app: FastAPI, max_upload_bytes: int) -> None:

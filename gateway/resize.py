@@ -27,9 +27,6 @@ from PIL import Image
 REDUCING_GAP = 3.0
 LANCZOS_LOBES = 3
 
-# The gateway runs its own sized thread pools; OpenCV must not add its own.
-cv2.setNumThreads(1)
-
 _IDENTITY = np.ones(1, dtype=np.float32)
 
 

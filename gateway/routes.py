@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import PlainTextResponse, Response
 
-from gateway import __version__, metrics
+from gateway import __version__, metrics, paths
 from gateway.backend import Backend, ModelStatus
 from gateway.deadlines import request_timeout, run_bounded
 from gateway.errors import BackendUnavailable, PayloadTooLarge
@@ -23,7 +23,19 @@ MAX_TOP_K = 1001
 # The names and sentences the original API sent; its clients match on them.
 SERVICE_NAME = "ml-inference-gateway"
 PREDICT_NOTE = "Class IDs correspond to ImageNet labels. Top prediction is first."
-USAGE = 'curl -X POST -F "file=@image.jpg" http://localhost:8000/predict'
+USAGE = f'curl -X POST -F "file=@image.jpg" http://localhost:8000{paths.PREDICT}'
+# What `GET /` lists: every endpoint, in words a client can act on.
+ENDPOINTS = {
+    f"GET {paths.INDEX}": "this document",
+    f"GET {paths.HEALTH}": "readiness: 200 when a model version is AVAILABLE, else 503",
+    f"GET {paths.HEALTH_READY}": f"same as {paths.HEALTH}",
+    f"GET {paths.HEALTH_LIVE}": "liveness: 200 while the process serves; never asks the model",
+    f"POST {paths.PREDICT}": f"multipart field 'file' = an image; optional ?top_k=1..{MAX_TOP_K}",
+    f"GET {paths.METRICS}": "request counters and latencies as JSON",
+    f"GET {paths.METRICS_PROMETHEUS}": "the same series in Prometheus text format",
+    f"GET {paths.MODEL}": "the served model version, its signature and provenance",
+    f"GET {paths.DOCS}": "OpenAPI UI",
+}
 
 router = APIRouter()
 
@@ -63,7 +75,7 @@ def json_response(
     )
 
 
-@router.get("/", summary="What this service is and how to use it")
+@router.get(paths.INDEX, summary="What this service is and how to use it")
 async def index(settings: SettingsDep, backend: BackendDep) -> Response:
     return json_response(
         {
@@ -71,17 +83,7 @@ async def index(settings: SettingsDep, backend: BackendDep) -> Response:
             "version": __version__,
             **backend.describe(),
             "model": settings.model_name,
-            "endpoints": {
-                "GET /": "this document",
-                "GET /health": "readiness: 200 when a model version is AVAILABLE, else 503",
-                "GET /health/ready": "same as /health",
-                "GET /health/live": "liveness: 200 while the process serves; never asks the model",
-                "POST /predict": "multipart field 'file' = an image; optional ?top_k=1..1001",
-                "GET /metrics": "request counters and latencies as JSON",
-                "GET /metrics/prometheus": "the same series in Prometheus text format",
-                "GET /model": "the served model version, its signature and provenance",
-                "GET /docs": "OpenAPI UI",
-            },
+            "endpoints": ENDPOINTS,
             "usage": USAGE,
             "accepted_formats": accepted_format_names(),
             "limits": {
@@ -94,7 +96,7 @@ async def index(settings: SettingsDep, backend: BackendDep) -> Response:
     )
 
 
-@router.get("/health/live", summary="Liveness: the process is up")
+@router.get(paths.HEALTH_LIVE, summary="Liveness: the process is up")
 async def liveness() -> Response:
     return json_response(
         {"status": "alive", "uptime_seconds": round(time.time() - metrics.PROCESS_STARTED, 3)}
@@ -106,13 +108,13 @@ _NOT_READY: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/health", summary="Readiness: a model version is AVAILABLE", responses=_NOT_READY)
+@router.get(paths.HEALTH, summary="Readiness: a model version is AVAILABLE", responses=_NOT_READY)
 @router.get(
-    "/health/ready", summary="Readiness: a model version is AVAILABLE", responses=_NOT_READY
+    paths.HEALTH_READY, summary="Readiness: a model version is AVAILABLE", responses=_NOT_READY
 )
 async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
     status = await backend.status()
-    metrics.MODEL_READY.set(1 if status.ready else 0)
+    metrics.record_model_ready(status.ready)
     files = await _assets_for(settings, backend, status)
     assets = files or ModelAssets()
     body: dict[str, Any] = {
@@ -142,7 +144,7 @@ async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
 
 
 @router.post(
-    "/predict",
+    paths.PREDICT,
     summary="Classify one image",
     responses=documented(400, 401, 408, 413, 415, 422, 502, 503, 504),
 )
@@ -199,7 +201,7 @@ async def predict(
     return json_response(body)
 
 
-@router.get("/metrics", summary="Counters and latencies as JSON", responses=documented(401))
+@router.get(paths.METRICS, summary="Counters and latencies as JSON", responses=documented(401))
 async def metrics_json(settings: SettingsDep, backend: BackendDep) -> Response:
     counts = metrics.counts_by_outcome()
     total = sum(counts.values())
@@ -229,7 +231,7 @@ async def metrics_json(settings: SettingsDep, backend: BackendDep) -> Response:
 
 
 @router.get(
-    "/metrics/prometheus",
+    paths.METRICS_PROMETHEUS,
     summary="Prometheus exposition of the same series",
     response_class=PlainTextResponse,
     responses=documented(401),
@@ -239,7 +241,7 @@ async def metrics_prometheus() -> Response:
 
 
 @router.get(
-    "/model",
+    paths.MODEL,
     summary="The served model version, signature and provenance",
     responses=documented(401, 503),
 )

@@ -7,11 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from gateway.library_settings import apply_library_settings
 from processes import ROOT, Process, answers, child_env, gateway, gateway_for, tfserving_double
 
 pytest_plugins = ["real_weights"]  # efficientnet_model_dir: real ImageNet weights, see there
 
 CAT_JPEG = ROOT / "test" / "cat.jpg"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def library_settings() -> None:
+    """Tests that call the pipeline directly run it as the gateway does once started."""
+    apply_library_settings()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,8 @@
-"""The highest resident memory a test's child process reaches while the test runs."""
+"""Resident memory of the processes under test: read once, or its peak while a test runs.
+
+The one place the tests and the benchmark read RSS (bench/ imports it the way
+it imports processes.py).
+"""
 
 import threading
 import time
@@ -8,13 +12,29 @@ import psutil
 from processes import Process
 
 
+def rss_bytes(pid: int, descendants: bool = False) -> int:
+    """Resident memory of process `pid`, plus that of its living descendants if asked.
+
+    Raises psutil.Error when `pid` itself is gone; a descendant exiting
+    meanwhile simply no longer counts.
+    """
+    root = psutil.Process(pid)
+    total: int = root.memory_info().rss
+    for child in root.children(recursive=True) if descendants else ():
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
 class PeakRss:
     """Samples a process's RSS every millisecond, keeping the highest value seen."""
 
     def __init__(self, process: Process) -> None:
         assert process.popen is not None
-        self._process = psutil.Process(process.popen.pid)
-        self.baseline = self.peak = self._process.memory_info().rss
+        self._pid = process.popen.pid
+        self.baseline = self.peak = rss_bytes(self._pid)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample)
 
@@ -25,7 +45,7 @@ class PeakRss:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
+            self.peak = max(self.peak, rss_bytes(self._pid))
             time.sleep(0.001)
 
     def __enter__(self) -> "PeakRss":

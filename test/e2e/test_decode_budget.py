@@ -33,6 +33,9 @@ SIDE = 3000  # 9 MP: large enough for the pixels to dominate what the process ad
 MEASURE = """
 import json, sys
 from gateway.imaging import prepare_image
+from gateway.library_settings import apply_library_settings
+
+apply_library_settings()  # as the gateway does when it starts
 
 def status(field):
     with open("/proc/self/status") as lines:

@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psutil
 import pytest
 from PIL import Image
 
 from api_client import post_image
+from peak_rss import rss_bytes
 from processes import (
     Process,
     answers,
@@ -84,7 +84,7 @@ def fire(url: str, data: bytes, total: int, concurrency: int) -> list[Answer]:
 
 def rss(process: Process) -> int:
     assert process.popen is not None
-    return int(psutil.Process(process.popen.pid).memory_info().rss)
+    return rss_bytes(process.popen.pid)
 
 
 def metrics(front: Process) -> dict[str, object]:

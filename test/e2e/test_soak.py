@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from PIL import Image
 
+from peak_rss import rss_bytes
 from processes import Process, answers, gateway_for
 from test_readme_errors import readme_error_table
 from test_security import png_bomb
@@ -120,13 +120,13 @@ def test_a_mixed_soak_fails_nothing_leaks_nothing_and_counts_everything(
 ) -> None:
     url = soaked_gateway.url
     assert soaked_gateway.popen is not None
-    process = psutil.Process(soaked_gateway.popen.pid)
+    pid = soaked_gateway.popen.pid
     mix = the_mix(cat_jpeg)
     documented = readme_error_table()
     for upload in mix:
         assert upload.code is None or upload.status in documented[upload.code], upload.name
     soak(url, mix, WARM_UP_REQUESTS, SOAK_SECONDS)
-    rss_warm = process.memory_info().rss
+    rss_warm = rss_bytes(pid)
     before = httpx.get(f"{url}/metrics").json()
     reference = {
         upload.name: httpx.post(f"{url}/predict", files=upload.files, params=upload.params).json()
@@ -138,7 +138,7 @@ def test_a_mixed_soak_fails_nothing_leaks_nothing_and_counts_everything(
     seen = soak(url, mix, SOAK_REQUESTS, SOAK_SECONDS)
     elapsed = time.monotonic() - started
     after = httpx.get(f"{url}/metrics").json()
-    rss_end = process.memory_info().rss
+    rss_end = rss_bytes(pid)
 
     tally = Counter(s.upload.code or "success" for s in seen if s.status == s.upload.status)
     print(
