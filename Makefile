@@ -12,12 +12,13 @@ MODEL_DIR ?= models
 MODEL_NAME ?= $(if $(filter efficientnet-lite0,$(MODEL_SOURCE)),efficientnet_lite0,mobilenet)
 PORT ?= 8000
 
-.PHONY: help venv export run test test-fast lint bench lock clean
+.PHONY: help venv export run test test-fast lint bench lock protos clean
 
 help:
 	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none)"
 	@echo "make test     install, lint and run the test suite"
-	@echo "make test-fast  lint, then every test but the end-to-end ones (no child processes)"
+	@echo "make test-fast  lint, then every test but the end-to-end ones (no gateway, double or export)"
+	@echo "make protos   regenerate gateway/tfserving/protos/ from protos/*.proto"
 	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random|keras-weights)"
 	@echo "make bench    measure throughput and latency (see README)"
 	@echo "make lock     rewrite the requirement files and the gateway image's lock from pyproject.toml"
@@ -71,6 +72,5 @@ clean:
 
 # TF Serving's Predict messages for the gateway: protos/*.proto -> gateway/tfserving/protos/.
 # The generated files are committed; run this after changing protos/ (see protos/README.md).
-.PHONY: protos
 protos: venv
 	$(BIN)/python tools/generate_protos.py

@@ -1,7 +1,9 @@
 """Marks every test by the layer its folder belongs to, so `-m` can pick layers.
 
-test/unit and test/deploy run in-process; test/e2e and the TF Serving double's
-own tests (tfserving_double/tests) start real processes and talk over sockets.
+test/unit runs the code in-process; test/deploy checks files with the tools
+that read them (hadolint, kubectl, uv, a stand-in HTTP server); test/e2e and the
+TF Serving double's own tests (tfserving_double/tests) start the gateway, the
+double or export_model.py as real processes and talk to them over sockets.
 """
 
 from pathlib import Path

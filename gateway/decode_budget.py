@@ -25,7 +25,7 @@ from PIL import Image, PngImagePlugin
 from gateway.resize import REDUCING_GAP
 
 MIB = 1024 * 1024
-# Conversions work through bands of this many pixels (gateway/imaging.py).
+# Conversions work through bands of this many pixels (gateway/rgb.py).
 BAND_PIXELS = 1 << 17
 # A band's temporaries at their largest: float64 copies while a 32-bit grey is stretched.
 _BAND_BYTES = BAND_PIXELS * 64

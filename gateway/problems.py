@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from gateway import paths
 from gateway.errors import (
     BadRequest,
     GatewayError,
@@ -138,7 +139,7 @@ def from_validation_errors(errors: Any) -> GatewayError:
         if "file" in location:
             return MissingFile(
                 "Send the image as multipart/form-data in a field named 'file', "
-                "for example: curl -F file=@cat.jpg http://localhost:8000/predict"
+                f"for example: curl -F file=@cat.jpg http://localhost:8000{paths.PREDICT}"
             )
         if "top_k" in location:
             return InvalidTopK(f"top_k: {error.get('msg', 'invalid value')}.")

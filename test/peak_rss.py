@@ -1,7 +1,9 @@
 """Resident memory of the processes under test: read once, or its peak while a test runs.
 
-The one place the tests and the benchmark read RSS (bench/ imports it the way
-it imports processes.py).
+The one place the tests and the benchmark read the RSS of a process they
+started (bench/ imports it the way it imports processes.py). The decode-budget
+measurement (test/e2e/test_decode_budget.py) is the exception on purpose: it
+reads its own peak (VmHWM) from inside a fresh interpreter.
 """
 
 import threading

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from peak_rss import PeakRss
 from processes import Process, answers, gateway
@@ -116,8 +117,13 @@ def warm(process: Process, cat_jpeg: bytes) -> None:
 
 def reserved_bytes(process: Process) -> float:
     text = httpx.get(f"{process.url}/metrics/prometheus", timeout=10).text
-    (line,) = [row for row in text.splitlines() if row.startswith("gateway_decode_memory_reserved")]
-    return float(line.split()[-1])
+    (family,) = [
+        family
+        for family in text_string_to_metric_families(text)
+        if family.name == "gateway_decode_memory_reserved_bytes"
+    ]
+    (sample,) = family.samples
+    return float(sample.value)
 
 
 @pytest.mark.parametrize("kind", ["png", "tiff", "webp"])
