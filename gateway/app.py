@@ -63,14 +63,14 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         app.state.settings = settings
         app.state.backend = backend
         app.state.classifier = Classifier(settings, backend, batcher, executor)
-        watcher = asyncio.create_task(_watch_model(backend, settings.status_poll_seconds))
+        gauge = asyncio.create_task(_refresh_readiness(backend, settings.status_poll_seconds))
         logger.info("gateway %s serving with the %s backend", __version__, backend.name)
         try:
             yield
         finally:
-            watcher.cancel()
+            gauge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+                await gauge
             await batcher.close()
             await backend.close()
             executor.shutdown(wait=False, cancel_futures=True)
@@ -108,12 +108,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     return app
 
 
-async def _watch_model(backend: Backend, every_seconds: float) -> None:
-    """Keep gateway_model_ready fresh between probes, and the served version between requests.
+async def _refresh_readiness(backend: Backend, every_seconds: float) -> None:
+    """Keep gateway_model_ready fresh between probes, as /health sets it: from status().
 
-    The embedded backend follows new versions with a watcher of its own; the
-    TF Serving backend learns a new version's signature when asked its status,
-    so for it this poll is what follows them.
+    A scrape never waits on the model server, so the gauge is set here, in the
+    background; status() only reports, and each backend's own watcher (started
+    by backend.start()) is what follows new versions.
     """
     while True:
         try:

@@ -56,7 +56,14 @@ class BatchPrediction:
 
 
 class Backend(Protocol):
-    """A model server seen from the gateway: start, report status, predict, close."""
+    """A model server seen from the gateway: start, report status, predict, close.
+
+    start() begins a watcher task, the only place a backend follows new versions
+    (loads one, or learns its signature); close() stops it. status(), signature()
+    and served_version() report and change nothing, so asking them often, or
+    never, does not change which version answers; predict() may wake the watcher
+    early when the model server refuses the version a batch was sent to.
+    """
 
     name: str
 
@@ -64,16 +71,16 @@ class Backend(Protocol):
         """How this backend runs the model, for / and /model (backend, runtime or transport)."""
 
     async def start(self) -> None:
-        """Open connections or begin loading; must return quickly."""
+        """Open connections and start the watcher; must return quickly."""
 
     async def close(self) -> None:
-        """Release every connection, thread and model."""
+        """Stop the watcher; release every connection, thread and model."""
 
     async def status(self) -> ModelStatus:
-        """Ask whether a version is AVAILABLE right now."""
+        """Report whether a version is AVAILABLE right now and can be used; learns nothing."""
 
     async def signature(self) -> ModelSignature:
-        """The serving version's signature; raises BackendUnavailable if none is ready."""
+        """The signature batches are prepared for; raises BackendUnavailable if none is ready."""
 
     def served_version(self) -> int | None:
         """The version that answered last or is loaded now, known without asking anyone."""

@@ -7,9 +7,9 @@ or `{"error": "..."}`. orjson encodes the numpy buffer directly.
 A REST answer does not say which version produced it, so each batch is sent
 to `.../versions/N:predict` for the version whose signature and labels the
 gateway holds: the version TF_SERVING_URL pins, the one its label named at the
-last status check, or else the newest AVAILABLE one. The answer then carries
-that version's labels, even while TF Serving switches versions (a version
-already unloaded answers 404).
+watcher's last look (watcher.py), or else the newest AVAILABLE one then. The
+answer then carries that version's labels, even while TF Serving switches
+versions (a version already unloaded answers 404).
 """
 
 import asyncio

@@ -1,7 +1,6 @@
-"""The TF Serving client: protocol parsing and error mapping, through httpx's mock transport."""
+"""The TF Serving backend through httpx's mock transport: what it asks, sends and maps to errors."""
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -16,7 +15,7 @@ from tensorflow_serving.apis import predict_pb2
 from gateway.backend import BatchPrediction, ModelStatus
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, ServableGone
 from gateway.settings import Settings
-from gateway.tfserving.client import TFServingBackend, parse_signature
+from gateway.tfserving.client import TFServingBackend
 
 MODEL_URL = "http://tfs:8501/v1/models/mobilenet"
 T = TypeVar("T")
@@ -73,11 +72,17 @@ def tf_serving(
 def against(
     handler: Handler, predict_url: str, call: Callable[[TFServingBackend], Awaitable[T]]
 ) -> T:
-    """`call` on a started REST backend whose TF Serving is `handler`."""
+    """`call` on a started REST backend whose TF Serving is `handler`.
+
+    Its watcher looks once at start-up, then only when a batch wakes it: nothing
+    here depends on the poll period.
+    """
 
     async def scenario() -> T:
         backend = TFServingBackend(
-            Settings(tf_serving_url=predict_url, tf_serving_transport="rest"),
+            Settings(
+                tf_serving_url=predict_url, tf_serving_transport="rest", status_poll_seconds=3600
+            ),
             transport=httpx.MockTransport(handler),
         )
         await backend.start()
@@ -161,60 +166,6 @@ def test_no_available_version_is_unavailable() -> None:
         run(never)
 
 
-def test_signature_gives_names_and_image_size() -> None:
-    signature = parse_signature(metadata(dims=(-1, 192, 160, 3)), version=4)
-    assert signature.input_name == "images"
-    assert signature.output_name == "probabilities"
-    assert signature.image_size == (160, 192)
-    assert signature.num_classes == 1001
-    assert signature.version == 4
-
-
-def test_a_float_input_signature_is_refused_with_a_reason() -> None:
-    with pytest.raises(ValueError, match="DT_FLOAT"):
-        parse_signature(metadata(dtype="DT_FLOAT"), version=1)
-
-
-def serving_default(document: dict) -> dict:
-    return document["metadata"]["signature_def"]["signature_def"]["serving_default"]  # type: ignore[no-any-return]
-
-
-def unknown_rank_output(document: dict) -> None:
-    output = serving_default(document)["outputs"]["probabilities"]
-    output["tensor_shape"] = {"dim": [], "unknown_rank": True}
-
-
-def no_outputs(document: dict) -> None:
-    serving_default(document)["outputs"] = {}
-
-
-def string_input(document: dict) -> None:
-    serving_default(document)["inputs"]["images"] = "images:0"
-
-
-@pytest.mark.parametrize(
-    ("spoil", "reason"),
-    [
-        (unknown_rank_output, "output 'probabilities' has shape []"),
-        (no_outputs, "no output"),
-        (string_input, "input 'images' is None"),
-        (lambda document: document.update(metadata=[1, 2]), "no readable 'serving_default'"),
-    ],
-)
-def test_any_malformed_metadata_is_a_value_error_with_a_reason(
-    spoil: Callable[[dict], None], reason: str
-) -> None:
-    document = metadata()
-    spoil(document)
-    with pytest.raises(ValueError, match=re.escape(reason)):
-        parse_signature(document, version=1)
-
-
-def test_a_list_for_a_document_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="serving_default"):
-        parse_signature([1, 2, 3], version=1)
-
-
 def scores_with_best(class_id: int) -> dict:
     row = [0.0] * 1001
     row[class_id] = 1.0
@@ -295,7 +246,8 @@ def test_a_pinned_gateway_is_ready_only_while_its_version_is_available(
     result = status_of(pinned_server(routes, paths), f"{MODEL_URL}/versions/1:predict")
     assert (result.ready, result.state) == (False, state)
     assert result.detail == f"TF_SERVING_URL pins version 1: {detail}"
-    assert paths == ["GET /v1/models/mobilenet/versions/1"]
+    # The watcher's look and status() alike ask for the pinned version's status alone.
+    assert set(paths) == {"GET /v1/models/mobilenet/versions/1"}
 
 
 def test_a_pinned_version_that_is_unloaded_is_never_replaced_by_another() -> None:
