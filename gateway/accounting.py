@@ -11,8 +11,12 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
+from gateway.errors import ClientClosedRequest
 from gateway.paths import is_prediction
 from gateway.problems import sent_problem_code
+
+# The client closed the connection before its answer could be written (499).
+CLIENT_GONE = ClientClosedRequest.code
 
 
 class PredictAccounting:
@@ -27,17 +31,27 @@ class PredictAccounting:
             return
         started = time.perf_counter()
         status = 0
+        client_gone = False
 
         async def watching_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, client_gone
+            if client_gone:
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            try:
+                await send(message)
+            except (OSError, RuntimeError):
+                # The server could not write: the client has gone. ASGI servers
+                # raise OSError; uvicorn on uvloop raises RuntimeError for a
+                # pipelined request whose connection closed. The answer is
+                # dropped, not turned into a 500 and a traceback.
+                client_gone = True
 
         outcome = "internal_error"  # unless a response says otherwise below
         try:
             await self.app(scope, receive, watching_send)
-            outcome = _outcome(status, sent_problem_code(scope))
+            outcome = CLIENT_GONE if client_gone else _outcome(status, sent_problem_code(scope))
         finally:
             metrics.PREDICT_REQUESTS.labels(outcome=outcome).inc()
             metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)

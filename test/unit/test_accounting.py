@@ -204,3 +204,23 @@ def test_refusals_by_middleware_and_by_fastapi_are_each_counted_once(tmp_path: P
         "overloaded": 1,
         "model_unavailable": 1,
     }
+
+
+@pytest.mark.parametrize(
+    "failure", [OSError("connection reset"), RuntimeError("handler is closed")]
+)
+def test_an_answer_the_server_cannot_write_counts_as_the_client_gone(failure: Exception) -> None:
+    """uvicorn on uvloop raises RuntimeError writing to a closed pipelined connection."""
+    attempts: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def broken_send(message: Message) -> None:
+        attempts.append(message)
+        raise failure
+
+    before = metrics.counts_by_outcome()
+    asyncio.run(PredictAccounting(answers_200)(scope_for(), receive, broken_send))
+    assert outcome_deltas(before) == {"client_closed_request": 1}
+    assert [message["type"] for message in attempts] == ["http.response.start"]  # then dropped
