@@ -16,12 +16,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway import paths
 from gateway.errors import (
     BadRequest,
+    ClientClosedRequest,
     GatewayError,
     InvalidRequest,
     InvalidTopK,
@@ -115,6 +117,12 @@ def install_problem_handlers(app: FastAPI, max_upload_bytes: int) -> None:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 413:
             return problem_response(PayloadTooLarge.over(max_upload_bytes))
+        if isinstance(exc.__cause__, ClientDisconnect):
+            # FastAPI turns a body that stopped arriving into "error parsing the
+            # body" (400); the client is gone and will never read the answer.
+            return problem_response(
+                ClientClosedRequest("The client closed the connection during the upload.")
+            )
         # Starlette's own headers matter: a 405 must say what is Allowed.
         return problem_response(_from_http_exception(exc), headers=exc.headers)
 

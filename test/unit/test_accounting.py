@@ -9,6 +9,7 @@ import orjson
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fake_backend import FakeBackend, fake_settings, write_model_files
 from gateway import metrics
 from gateway.accounting import PredictAccounting
 from gateway.app import create_app
@@ -224,3 +225,41 @@ def test_an_answer_the_server_cannot_write_counts_as_the_client_gone(failure: Ex
     asyncio.run(PredictAccounting(answers_200)(scope_for(), receive, broken_send))
     assert outcome_deltas(before) == {"client_closed_request": 1}
     assert [message["type"] for message in attempts] == ["http.response.start"]  # then dropped
+
+
+def test_a_client_that_hangs_up_mid_upload_is_counted_as_gone_not_as_a_bad_request(
+    tmp_path: Path,
+) -> None:
+    app = create_app(fake_settings(write_model_files(tmp_path)), FakeBackend())
+    boundary = b"cut"
+    head = (
+        b'--cut\r\nContent-Disposition: form-data; name="file"; filename="cat.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + bytes(20_000)
+    )
+    scope = scope_for()
+    scope["headers"] = [
+        (b"content-type", b"multipart/form-data; boundary=" + boundary),
+        (b"content-length", b"100000"),
+    ]
+    sent: list[Message] = []
+    chunks: list[Message] = [
+        {"type": "http.request", "body": head, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        if chunks:
+            return chunks.pop(0)
+        await asyncio.sleep(HANG_S)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def main() -> dict[str, int]:
+        async with app.router.lifespan_context(app):
+            before = metrics.counts_by_outcome()
+            await app(scope, receive, send)
+            return outcome_deltas(before)
+
+    assert asyncio.run(main()) == {"client_closed_request": 1}
