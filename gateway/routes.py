@@ -2,6 +2,7 @@
 
 import contextlib
 import time
+from dataclasses import replace
 from typing import Annotated, Any
 
 import orjson
@@ -250,6 +251,10 @@ async def model(settings: SettingsDep, backend: BackendDep) -> Response:
     if not status.ready:
         raise BackendUnavailable(f"No model version is AVAILABLE: {status.detail}")
     signature = await backend.signature()
+    if status.version != signature.version:
+        # A newer version whose signature the backend has not read yet: describe the
+        # one batches are prepared for and sent to, so every field names one version.
+        status = replace(status, version=signature.version)
     assets = load_assets(settings.model_dir, signature.version, signature.num_classes)
     info = assets.export_info
     body: dict[str, Any] = {

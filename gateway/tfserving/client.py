@@ -10,6 +10,18 @@ TF_SERVING_URL may pin what is served (docs/tf-serving-protocol.md §1):
 `.../versions/N:predict` is ready only while version N is AVAILABLE and never
 answers from another version; `.../labels/L:predict` is ready while the
 version L names is AVAILABLE and follows L when it moves.
+
+Each batch goes to the version whose signature the watcher holds (both
+transports name it), so it is never fed to a version whose input it was not
+prepared for. Which batches are sent at all:
+- the watcher's last look found the served version usable, or found it unusable
+  while the held version is still AVAILABLE: the batch is sent to the held version;
+- it found the served version unusable and the held one gone (or none held):
+  503 naming the reason, without asking TF Serving;
+- TF Serving refuses the held version as unloaded: the watcher looks again at
+  once, and the batch is sent once more to the version it learns (if that version
+  takes the same pixels), or answered 503, with the reason when that version is
+  one the gateway cannot use.
 """
 
 from dataclasses import replace
@@ -71,10 +83,13 @@ class TFServingBackend:
     async def signature(self) -> ModelSignature:
         """The signature the watcher learned; at start-up, once it has looked."""
         await self._watcher.first_look()
+        if refusal := self._refusal():
+            raise refusal
         signature = self._watcher.signature
         if signature is None:
+            # The watcher looks again within LOOK_AGAIN_SECONDS: this is what it saw last.
             detail = self._judge(self._watcher.last_read).detail
-            raise BackendUnavailable(f"No model version is being served yet: {detail}")
+            raise BackendUnavailable(f"No model version is ready yet: {detail}")
         return signature
 
     def served_version(self) -> int | None:
@@ -87,12 +102,14 @@ class TFServingBackend:
         signature = await self.signature()
         try:
             probabilities, version = await self._predictor.predict(images, signature)
-        except ServableGone:
+        except ServableGone as exc:
             if self._settings.tf_serving_version is not None:
                 raise  # the pinned version is gone: never answer from another one
             # The version we knew was unloaded, as TF Serving does once a newer one
             # is AVAILABLE: learn which one is served now and send the batch once more.
             fresh = await self._signature_after(signature)
+            if refusal := self._refusal():
+                raise refusal from exc  # what is served now is a version it cannot use
             if fresh.version == signature.version or not _same_input(fresh, signature):
                 raise  # nothing newer, or it wants other pixels: the caller may try again
             signature = fresh
@@ -107,6 +124,11 @@ class TFServingBackend:
             learned = self._watcher.signature
         return learned or refused
 
+    def _refusal(self) -> BackendUnavailable | None:
+        """The 503 to answer when the last look found nothing a batch can be sent to."""
+        refused = self._watcher.refused
+        return BackendUnavailable(_cannot_serve(*refused)) if refused else None
+
     def _judge(self, served: ModelStatus) -> ModelStatus:
         """`served`, unready while the gateway cannot send batches to the version it names."""
         if not served.ready or served.version is None:
@@ -114,8 +136,7 @@ class TFServingBackend:
         version = served.version
         problem = self._watcher.problem_with(version)
         if problem:
-            detail = f"version {version} cannot be served by this gateway: {problem}"
-            return replace(served, ready=False, detail=detail)
+            return replace(served, ready=False, detail=_cannot_serve(version, problem))
         learned = self._watcher.signature
         if learned is None:
             detail = f"version {version} is AVAILABLE; its signature is not read yet"
@@ -143,12 +164,14 @@ class TFServingBackend:
                 settings.model_name,
                 settings.tf_serving_timeout_seconds,
                 reconnect_seconds=settings.tf_serving_connect_timeout_seconds,
-                version=settings.tf_serving_version,
-                version_label=settings.tf_serving_version_label,
             )
         return RestPredictor(
             self._client, settings.tf_serving_model_url, settings.tf_serving_timeout_seconds
         )
+
+
+def _cannot_serve(version: int, problem: str) -> str:
+    return f"version {version} cannot be served by this gateway: {problem}"
 
 
 def _same_input(one: ModelSignature, other: ModelSignature) -> bool:

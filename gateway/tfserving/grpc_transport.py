@@ -5,6 +5,13 @@ carries the uint8 batch as `tensor_content` (§7), 150 KB an image instead of ab
 600 KB of JSON, and neither side parses text. The messages are classes generated
 from TF Serving's .proto files (messages.py), so the gateway needs grpcio and
 protobuf but not TensorFlow.
+
+Each batch names, in its ModelSpec, the version whose signature (and labels) the
+gateway holds, as REST's `.../versions/N:predict` does: the version TF_SERVING_URL
+pins, the one its label named at the watcher's last look, or else the newest
+AVAILABLE one then. Without it TF Serving would answer from its newest version as
+soon as that is AVAILABLE, with pixels prepared for the old one's input; with it,
+a version already unloaded answers NOT_FOUND and the backend follows the switch.
 """
 
 import time
@@ -14,7 +21,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from gateway.backend import ModelSignature
-from gateway.errors import BackendError, BackendUnavailable
+from gateway.errors import BackendError, BackendTimeout, BackendUnavailable
 from gateway.tfserving.messages import (
     answering_version,
     output_tensor,
@@ -40,6 +47,8 @@ _CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+# A DEADLINE_EXCEEDED before this share of the gateway's timeout is not the gateway's.
+_OWN_DEADLINE_SHARE = 0.95
 
 
 class GrpcPredictor:
@@ -53,13 +62,8 @@ class GrpcPredictor:
         model_name: str,
         timeout_seconds: float,
         reconnect_seconds: float,
-        version: int | None = None,
-        version_label: str | None = None,
     ):
-        """`version` or `version_label` go into every ModelSpec; neither asks for the latest."""
         self._model_name = model_name
-        self._version = version
-        self._version_label = version_label
         self._timeout_seconds = timeout_seconds
         self._reconnect_seconds = reconnect_seconds
         self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
@@ -84,13 +88,14 @@ class GrpcPredictor:
             self._model_name,
             signature.signature_name,
             {signature.input_name: np.ascontiguousarray(images, dtype=np.uint8)},
-            version=self._version,
-            version_label=self._version_label,
+            version=signature.version,
         )
+        started = time.monotonic()
         try:
             reply = await self._call(request.SerializeToString())
         except grpc.aio.AioRpcError as exc:
-            raise translate_rpc_error(exc, self._timeout_seconds) from exc
+            elapsed = time.monotonic() - started
+            raise translate_rpc_error(exc, self._timeout_seconds, elapsed) from exc
         return read_reply(reply, signature, images.shape[0])
 
     async def _call(self, request: bytes) -> bytes:
@@ -123,20 +128,32 @@ def read_reply(reply: bytes, signature: ModelSignature, rows: int) -> tuple[np.n
         probabilities = read_tensor(output_tensor(response, signature.output_name))
     except (DecodeError, ValueError, KeyError) as exc:
         raise unreadable_response() from exc
-    # The version that actually answered: TF Serving may have moved on since
-    # the gateway last read the signature.
+    # The version that answered, as TF Serving names it (the one the ModelSpec asked for).
     return check_shape(probabilities, signature, rows), answering_version(response)
 
 
-def translate_rpc_error(exc: grpc.aio.AioRpcError, timeout_seconds: float) -> Exception:
+def translate_rpc_error(
+    exc: grpc.aio.AioRpcError, timeout_seconds: float, elapsed_seconds: float
+) -> Exception:
     """gRPC status codes (TF's error codes, passed through) to the gateway's errors."""
     code, details = exc.code(), (exc.details() or "").strip()[:500]
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return timed_out(timeout_seconds)
+        if elapsed_seconds >= timeout_seconds * _OWN_DEADLINE_SHARE:
+            return timed_out(timeout_seconds)
+        # Long before the gateway's own deadline: TF Serving's (a batching queue's,
+        # a session's) ran out, or the reconnect wait did. Say only what is known.
+        return BackendTimeout(
+            f"TF Serving's predict ended DEADLINE_EXCEEDED after {elapsed_seconds:.1f} s "
+            f"(the gateway waits {timeout_seconds:g} s): {details}"
+        )
     if code == grpc.StatusCode.NOT_FOUND:
         return servable_gone(details)
     if code == grpc.StatusCode.UNAVAILABLE:
         return BackendUnavailable("TF Serving is not reachable or unavailable; try again shortly.")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+        # gRPC's own size cap (a reply over _MAX_MESSAGE_BYTES): the same batch
+        # fails the same way every time, so no Retry-After.
+        return BackendError(f"A predict message is over gRPC's size limit: {details}")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return BackendUnavailable(f"TF Serving is overloaded: {details}")
     return BackendError(f"TF Serving answered {code.name}: {details}")

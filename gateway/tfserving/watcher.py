@@ -9,6 +9,11 @@ status() only reports what TF Serving says and what was learned here.
 A batch that TF Serving refuses because its version was unloaded wakes the
 watcher and waits for a look begun after the refusal, so a rollout costs no
 request (test/e2e/test_versions_under_load.py).
+
+While it holds no signature batches can use (TF Serving not up yet, or serving
+only a version the gateway cannot use) it looks every LOOK_AGAIN_SECONDS instead:
+the gateway is ready within that much of TF Serving coming up, and a TF Serving
+that is down is asked no more often than that.
 """
 
 import asyncio
@@ -16,9 +21,14 @@ import contextlib
 import logging
 
 from gateway.backend import ModelSignature, ModelStatus
+from gateway.tfserving.documents import state_of
 from gateway.tfserving.status_reader import StatusReader, UnusableVersion
 
 logger = logging.getLogger(__name__)
+
+# How soon to look again while batches have no signature to use: the readiness lag
+# after TF Serving comes up, and the most often a TF Serving that is down is asked.
+LOOK_AGAIN_SECONDS = 0.2
 
 
 class VersionWatcher:
@@ -29,6 +39,8 @@ class VersionWatcher:
         self._every_seconds = every_seconds
         self._signature: ModelSignature | None = None
         self._unusable: tuple[int, str] | None = None  # a served version it cannot use, and why
+        # The same, when the last look found no version the gateway can use served at all.
+        self._refused: tuple[int, str] | None = None
         self._last_read = ModelStatus(False, "UNKNOWN", detail="TF Serving has not answered yet")
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -46,6 +58,15 @@ class VersionWatcher:
     def last_read(self) -> ModelStatus:
         """What TF Serving served at the last look."""
         return self._last_read
+
+    @property
+    def refused(self) -> tuple[int, str] | None:
+        """The served version no batch can be sent for, and why, as the last look found.
+
+        Set while TF Serving serves a version the gateway cannot use and no longer
+        lists the version whose signature is held as AVAILABLE; None otherwise.
+        """
+        return self._refused
 
     def problem_with(self, version: int) -> str:
         """Why the gateway cannot use `version`, as the last look found; '' if it can."""
@@ -91,8 +112,11 @@ class VersionWatcher:
             except Exception:
                 logger.exception("following TF Serving's versions failed")
             looking.set_result(None)
+            pause = self._every_seconds
+            if self._signature is None or self._refused is not None:
+                pause = min(pause, LOOK_AGAIN_SECONDS)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._every_seconds)
+                await asyncio.wait_for(self._wake.wait(), pause)
 
     async def _look(self) -> None:
         """Read what TF Serving serves; learn the signature of a version not learned yet."""
@@ -101,6 +125,7 @@ class VersionWatcher:
         if not status.ready or status.version is None:
             # Down, restarting or loading: keep the signature held, which a restarted
             # TF Serving most likely serves again; a batch refused says otherwise.
+            self._refused = None
             return
         version = status.version
         if self._signature is None or self._signature.version != version:
@@ -110,7 +135,12 @@ class VersionWatcher:
                 if self._unusable != (version, str(exc)):
                     logger.warning("cannot serve version %d: %s", version, exc)
                 self._unusable = (version, str(exc))
+                held = self._signature
+                held_served = held is not None and (
+                    state_of(status.document, held.version) == "AVAILABLE"
+                )
+                self._refused = None if held_served else self._unusable
                 return
             self._signature = signature
             logger.info("serving %s", signature)
-        self._unusable = None
+        self._unusable = self._refused = None

@@ -1,7 +1,9 @@
 """The TF Serving backend through httpx's mock transport: what it asks, sends and maps to errors."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -13,7 +15,13 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from gateway.backend import BatchPrediction, ModelStatus
-from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, ServableGone
+from gateway.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    GatewayError,
+    ServableGone,
+)
 from gateway.settings import Settings
 from gateway.tfserving.client import TFServingBackend
 
@@ -355,80 +363,164 @@ def test_a_batch_follows_its_label_to_the_version_it_names_now() -> None:
     assert result.version == 2
 
 
+GrpcPredict = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+
+
+def predict_response(version: int, rows: int = 1) -> bytes:
+    """A serialized PredictResponse from `version`: uniform scores over 1001 classes."""
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = "mobilenet"
+    response.model_spec.version.value = version
+    tensor = response.outputs["probabilities"]
+    tensor.dtype = types_pb2.DT_FLOAT
+    tensor.tensor_shape.dim.add().size = rows
+    tensor.tensor_shape.dim.add().size = 1001
+    tensor.float_val.extend([1.0 / 1001] * 1001 * rows)
+    return bytes(response.SerializeToString())
+
+
+@contextlib.asynccontextmanager
+async def grpc_serving(predict: GrpcPredict) -> AsyncIterator[str]:
+    """A gRPC server whose PredictionService/Predict is `predict`; yields its address."""
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(predict)
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "tensorflow.serving.PredictionService", {"Predict": handler}
+            )
+        ]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+def against_grpc(
+    rest: Handler,
+    predict: GrpcPredict,
+    call: Callable[[TFServingBackend], Awaitable[T]],
+    predict_url: str = f"{MODEL_URL}:predict",
+    **settings: float,
+) -> T:
+    """`call` on a started gRPC backend whose TF Serving is `rest` and `predict`."""
+
+    async def scenario() -> T:
+        async with grpc_serving(predict) as target:
+            backend = TFServingBackend(
+                Settings(
+                    tf_serving_url=predict_url,
+                    tf_serving_grpc_target=target,
+                    tf_serving_transport="grpc",
+                    **{"status_poll_seconds": 3600.0, **settings},
+                ),
+                transport=httpx.MockTransport(rest),
+            )
+            await backend.start()
+            try:
+                return await call(backend)
+            finally:
+                await backend.close()
+
+    return asyncio.run(scenario())
+
+
+def predict_one(backend: TFServingBackend) -> Awaitable[BatchPrediction]:
+    return backend.predict(np.zeros((1, 224, 224, 3), np.uint8))
+
+
 class PredictRecorder:
     """A gRPC PredictionService whose Predict records each request and answers version 1."""
 
     def __init__(self) -> None:
         self.requests: list[predict_pb2.PredictRequest] = []
 
-    def predict(self, request: bytes, _context: object) -> bytes:
-        parsed = predict_pb2.PredictRequest.FromString(request)
-        self.requests.append(parsed)
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = parsed.model_spec.name
-        response.model_spec.version.value = 1
-        tensor = response.outputs["probabilities"]
-        tensor.dtype = types_pb2.DT_FLOAT
-        tensor.tensor_shape.dim.add().size = 1
-        tensor.tensor_shape.dim.add().size = 1001
-        tensor.float_val.extend([1.0 / 1001] * 1001)
-        return bytes(response.SerializeToString())
+    async def predict(self, request: bytes, _context: grpc.aio.ServicerContext) -> bytes:
+        self.requests.append(predict_pb2.PredictRequest.FromString(request))
+        return predict_response(1)
 
 
 @pytest.mark.parametrize(
-    ("selector", "status_path", "choice", "value"),
+    ("selector", "status_path"),
     [
-        ("", "/v1/models/mobilenet", None, None),
-        ("/versions/1", "/v1/models/mobilenet/versions/1", "version", 1),
-        ("/labels/can%20ary", "/v1/models/mobilenet", "version_label", "can ary"),
+        ("", "/v1/models/mobilenet"),
+        ("/versions/1", "/v1/models/mobilenet/versions/1"),
+        ("/labels/can%20ary", "/v1/models/mobilenet"),
     ],
 )
-def test_grpc_predict_carries_the_version_or_label_of_tf_serving_url(
-    selector: str, status_path: str, choice: str | None, value: object
+def test_grpc_predict_names_the_version_whose_signature_the_gateway_holds(
+    selector: str, status_path: str
 ) -> None:
+    # As REST's `.../versions/N:predict`: the pinned version, the label's at the
+    # watcher's last look, or the newest then; never "whichever is newest now".
     routes = {
         status_path: httpx.Response(200, json=status((1, "AVAILABLE"))),
         "/v1/models/mobilenet/versions/1/metadata": httpx.Response(200, json=metadata()),
         "/v1/models/mobilenet/labels/can ary/metadata": labelled(1),
     }
     recorder = PredictRecorder()
-
-    async def scenario() -> BatchPrediction:
-        server = grpc.aio.server()
-        handler = grpc.unary_unary_rpc_method_handler(recorder.predict)
-        server.add_generic_rpc_handlers(
-            [
-                grpc.method_handlers_generic_handler(
-                    "tensorflow.serving.PredictionService", {"Predict": handler}
-                )
-            ]
-        )
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        backend = TFServingBackend(
-            Settings(
-                tf_serving_url=f"{MODEL_URL}{selector}:predict",
-                tf_serving_grpc_target=f"127.0.0.1:{port}",
-            ),
-            transport=httpx.MockTransport(pinned_server(routes, [])),
-        )
-        await backend.start()
-        try:
-            return await backend.predict(np.zeros((1, 224, 224, 3), np.uint8))
-        finally:
-            await backend.close()
-            await server.stop(None)
-
-    result = asyncio.run(scenario())
+    result = against_grpc(
+        pinned_server(routes, []), recorder.predict, predict_one, f"{MODEL_URL}{selector}:predict"
+    )
     assert result.version == 1
     (request,) = recorder.requests
     spec = request.model_spec
     assert (spec.name, spec.signature_name) == ("mobilenet", "serving_default")
-    assert spec.WhichOneof("version_choice") == choice
-    if choice == "version":
-        assert spec.version.value == value
-    elif choice == "version_label":
-        assert spec.version_label == value
+    assert spec.WhichOneof("version_choice") == "version"
+    assert spec.version.value == 1
+
+
+def aborting(code: grpc.StatusCode, details: str, after_seconds: float = 0.0) -> GrpcPredict:
+    """A Predict that ends every call with `code` and `details`, after `after_seconds`."""
+
+    async def predict(_request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await asyncio.sleep(after_seconds)
+        await context.abort(code, details)
+        raise AssertionError("abort returns only by raising")
+
+    return predict
+
+
+def grpc_failure(predict: GrpcPredict, **settings: float) -> GatewayError:
+    """What a batch sent to `predict` over gRPC raises."""
+    with pytest.raises(GatewayError) as caught:
+        against_grpc(tf_serving(lambda _: httpx.Response(404)), predict, predict_one, **settings)
+    return caught.value
+
+
+def test_a_reply_over_the_grpc_size_cap_is_a_model_error_not_a_retry() -> None:
+    details = "Received message larger than max (300000000 vs. 268435456)"
+    error = grpc_failure(aborting(grpc.StatusCode.RESOURCE_EXHAUSTED, details))
+    # The same batch fails the same way every time: 502, no Retry-After.
+    assert type(error) is BackendError
+    assert str(error) == f"A predict message is over gRPC's size limit: {details}"
+
+
+def test_a_full_queue_is_still_overloaded() -> None:
+    error = grpc_failure(aborting(grpc.StatusCode.RESOURCE_EXHAUSTED, "Batch queue is full"))
+    assert type(error) is BackendUnavailable
+    assert str(error) == "TF Serving is overloaded: Batch queue is full"
+
+
+def test_tf_serving_s_own_deadline_is_not_worded_as_the_gateway_s() -> None:
+    error = grpc_failure(aborting(grpc.StatusCode.DEADLINE_EXCEEDED, "Timed out in the queue"))
+    assert type(error) is BackendTimeout
+    assert "within" not in str(error)
+    assert re.fullmatch(
+        r"TF Serving's predict ended DEADLINE_EXCEEDED after \d+\.\d s "
+        r"\(the gateway waits 10 s\): Timed out in the queue",
+        str(error),
+    ), str(error)
+
+
+def test_the_gateway_s_own_deadline_names_its_timeout() -> None:
+    predict = aborting(grpc.StatusCode.OK, "never sent", after_seconds=5)
+    error = grpc_failure(predict, tf_serving_timeout_seconds=0.3)
+    assert type(error) is BackendTimeout
+    assert str(error) == "TF Serving did not answer within 0.3 s."
 
 
 def version_switch(v2_dims: tuple[int, ...], paths: list[str]) -> Handler:
