@@ -5,33 +5,14 @@ transport; these run the same checker on the app alone, including the
 unhealthy answers that end-to-end need a gateway started without a model server.
 """
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from api_client import in_process, post_image_in_process
-from fake_backend import FakeBackend, fake_settings, write_model_files
+from api_client import post_image_in_process
+from fake_backend import FakeBackend
 from test_original_contract import assert_contract
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"  # the gateway is asyncio code
-
-
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-async def client(tmp_path: Path, backend: FakeBackend) -> AsyncIterator[httpx.AsyncClient]:
-    async with in_process(fake_settings(write_model_files(tmp_path)), backend) as client:
-        yield client
 
 
 async def test_index(client: httpx.AsyncClient) -> None:

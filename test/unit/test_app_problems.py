@@ -5,7 +5,6 @@ model would; test/e2e/test_faults.py makes a real model server fail instead.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -26,22 +25,6 @@ from gateway.errors import (
 PROBLEM = "application/problem+json"
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"  # the gateway is asyncio code
-
-
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-async def client(tmp_path: Path, backend: FakeBackend) -> AsyncIterator[httpx.AsyncClient]:
-    async with in_process(fake_settings(write_model_files(tmp_path)), backend) as client:
-        yield client
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:

@@ -12,11 +12,6 @@ from fake_backend import FakeBackend, fake_settings, write_model_files
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"  # the gateway is asyncio code
-
-
 async def gauge(client: httpx.AsyncClient) -> str:
     text = (await client.get("/metrics/prometheus")).text
     return next(line for line in text.splitlines() if line.startswith("gateway_model_ready "))

@@ -3,7 +3,6 @@
 The same checks against real backends, once per backend, stay in test/e2e/test_api.py.
 """
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -25,22 +24,6 @@ ORIGINAL_ENDPOINTS = {"POST /predict", "GET /health", "GET /metrics", "GET /mode
 CONTRACT_PREDICTION_FIELDS = {"class_id", "label", "probability", "confidence_percent"}
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"  # the gateway is asyncio code
-
-
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-async def client(tmp_path: Path, backend: FakeBackend) -> AsyncIterator[httpx.AsyncClient]:
-    async with in_process(fake_settings(write_model_files(tmp_path)), backend) as client:
-        yield client
 
 
 async def test_the_lifespan_starts_and_closes_the_backend(tmp_path: Path) -> None:

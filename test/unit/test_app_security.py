@@ -40,11 +40,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"  # the gateway is asyncio code
-
-
-@pytest.fixture(scope="module")
 def model_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_model_files(tmp_path_factory.mktemp("models"))
 
