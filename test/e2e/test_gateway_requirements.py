@@ -61,21 +61,16 @@ def test_the_gateway_venv_has_neither_tensorflow_nor_litert(gateway_only_python:
 def test_it_serves_predictions_through_tf_serving(
     gateway_only_python: str, double: Process, model_root: Path, logs: Path, cat_jpeg: bytes
 ) -> None:
-    process = gateway(
-        logs / "gateway-only-venv.log",
-        python=gateway_only_python,
-        TF_SERVING_URL=f"{double.url}/v1/models/mobilenet:predict",
-        TF_SERVING_GRPC_TARGET=double.grpc_target,
-        MODEL_BASE_PATH=str(model_root),
+    assert_classifies_the_cat(
+        gateway(
+            logs / "gateway-only-venv.log",
+            python=gateway_only_python,
+            TF_SERVING_URL=f"{double.url}/v1/models/mobilenet:predict",
+            TF_SERVING_GRPC_TARGET=double.grpc_target,
+            MODEL_BASE_PATH=str(model_root),
+        ),
+        cat_jpeg,
     )
-    process.ready = answers(f"{process.url}/health", 200)
-    process.start()
-    try:
-        response = post_image(process.url, cat_jpeg, filename="cat.jpg")
-        assert response.status_code == 200, response.text
-        assert response.json()["predictions"][0]["label"]
-    finally:
-        process.stop()
 
 
 @pytest.mark.slow
@@ -88,13 +83,20 @@ def test_the_embedded_venv_has_litert_but_no_tensorflow(embedded_python: str) ->
 def test_it_serves_predictions_from_the_tflite_copy(
     embedded_python: str, model_root: Path, logs: Path, cat_jpeg: bytes
 ) -> None:
-    process = gateway(
-        logs / "embedded-venv.log",
-        python=embedded_python,
-        INFERENCE_BACKEND="embedded",
-        EMBEDDED_RUNTIME="tflite",
-        MODEL_BASE_PATH=str(model_root),
+    assert_classifies_the_cat(
+        gateway(
+            logs / "embedded-venv.log",
+            python=embedded_python,
+            INFERENCE_BACKEND="embedded",
+            EMBEDDED_RUNTIME="tflite",
+            MODEL_BASE_PATH=str(model_root),
+        ),
+        cat_jpeg,
     )
+
+
+def assert_classifies_the_cat(process: Process, cat_jpeg: bytes) -> None:
+    """Start the gateway from its own environment, once ready post the cat, expect a label."""
     process.ready = answers(f"{process.url}/health", 200)
     process.start()
     try:
