@@ -1,26 +1,37 @@
-"""Entry point: `python -m tfserving_double --model_name=NAME --model_base_path=/abs/path ...`.
+"""Entry point: `python -m tfserving_double --model_name=NAME --model_base_path=/abs/path ...`
+or `python -m tfserving_double --model_config_file=/abs/models.config ...`.
 
 Start-up follows TFS/model_servers/main.cc and server.cc: flags are parsed,
-the model's versions are loaded, and only then are the ports opened (ServerCore
-blocks in `ConnectAdaptersToManagerAndAwaitModelLoads` until the model is
-AVAILABLE; with no version directory it waits for one; a failed initial load
-ends the process with "Failed to start server."). Reference:
-docs/tf-serving-protocol.md §9 (flags) and §11 (start-up).
+the config is built (model_config.py: from the file when one is given, and
+then --model_name/--model_base_path are ignored; neither given: "Both
+server_options.model_base_path and server_options.model_config_file are
+empty!"), the models' versions are loaded, and only then are the ports opened
+(ServerCore blocks in `ConnectAdaptersToManagerAndAwaitModelLoads` until every
+model is AVAILABLE; with no version directory it waits for one; a refused
+config or a failed initial load ends the process with "Failed to start
+server."). With `--model_config_file_poll_wait_seconds` > 0 the file is then
+re-read on that period (config_reload.py). Reference:
+docs/tf-serving-protocol.md §9 (flags), §11 (start-up) and §14 (config file).
 
 Then, as in server.cc `BuildAndStart`, the gRPC server starts on `--port`
 (grpc_server.py), then REST on `--rest_api_port`; a REST port equal to the
 gRPC port is skipped with TF Serving's log line. A gRPC port that cannot be
-bound fails the start-up ("Failed to BuildAndStart gRPC server").
+bound fails the start-up ("Failed to BuildAndStart gRPC server"). The
+monitoring config is read next, only when REST is on, as server.cc does; a
+file that cannot be read fails the start-up.
 
 Differences: `--rest_api_port=0` (the binary's default, "REST off") picks a free
 port here, printed in the ready line, because the tests need REST; `--port`
 defaults to 0 and 0 keeps gRPC off (TF Serving: 8500; see flags.py). When
-ready, one line goes to stdout, naming the ports that are open:
+ready, one line goes to stdout, naming the ports that are open and every
+model of the config with its AVAILABLE versions, in config order:
     tfserving_double: REST on 127.0.0.1:PORT serving NAME versions [N]
     tfserving_double: REST on 127.0.0.1:PORT and gRPC on 127.0.0.1:PORT serving NAME versions [N]
+    tfserving_double: REST on 127.0.0.1:PORT serving A versions [1, 2], B versions [3]
 (the REST port is followed by a space, so parsers that read the first word
-after "REST on 127.0.0.1:" keep working). Logs go to stderr. SIGTERM or SIGINT
-stops the process with exit status 0; gRPC calls in flight get a second to end.
+after "REST on 127.0.0.1:" keep working; "serving no models" for an empty
+config). Logs go to stderr. SIGTERM or SIGINT stops the process with exit
+status 0; gRPC calls in flight get a second to end.
 """
 
 from __future__ import annotations
@@ -39,9 +50,11 @@ from .flags import Flags, parse_flags
 log = logging.getLogger("tfserving_double")
 
 USAGE = (
-    "usage: python -m tfserving_double --model_name=NAME --model_base_path=/abs/path "
+    "usage: python -m tfserving_double (--model_name=NAME --model_base_path=/abs/path | "
+    "--model_config_file=/abs/models.config [--model_config_file_poll_wait_seconds=0]) "
     "[--rest_api_port=8501] [--port=8500] [--rest_api_timeout_in_ms=30000] "
-    "[--file_system_poll_wait_seconds=1] [--control_port=0] (TF Serving's flag names)"
+    "[--file_system_poll_wait_seconds=1] [--monitoring_config_file=PATH] [--control_port=0] "
+    "(TF Serving's flag names)"
 )
 
 
@@ -65,7 +78,7 @@ def main(argv: list[str]) -> int:
     problem = _check_flags(flags)
     if problem is not None:
         log.error(problem)
-        return 255 if "required" in problem else 1
+        return 1
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     if flags.version:
         import tensorflow as tf
@@ -76,30 +89,33 @@ def main(argv: list[str]) -> int:
 
 
 def _check_flags(flags: Flags) -> str | None:
-    if flags.model_config_file:
-        return (
-            "--model_config_file is not supported by the double; use --model_name/--model_base_path"
-        )
     if flags.batching_parameters_file and not flags.enable_batching:
         return "batching_parameters_file is set without setting enable_batching to true"
-    if not flags.model_base_path and not flags.version:
-        return "--model_base_path is required"
+    if not flags.model_base_path and not flags.model_config_file and not flags.version:
+        return (
+            "Failed to start server. Error: INVALID_ARGUMENT: Both "
+            "server_options.model_base_path and server_options.model_config_file are empty!"
+        )
     if flags.enable_batching:
         log.warning("--enable_batching: the double does not batch; each request runs on its own")
-    if flags.monitoring_config_file:
-        log.warning("--monitoring_config_file: the double serves no Prometheus metrics")
     return None
 
 
 def _serve(flags: Flags) -> int:
     # Imported here so TF_CPP_MIN_LOG_LEVEL is set before TensorFlow loads.
+    from .config_reload import ConfigFilePoller
+    from .errors import ServingError
     from .faults import ControlApi, FaultControl
     from .grpc_server import GrpcServer
     from .grpc_service import GrpcApi
     from .httpd import HttpServer
-    from .registry import ModelRegistry, StartupError
+    from .model_config import ModelSpec, read_config_file, single_model_config
+    from .monitoring import Metrics
+    from .monitoring_config import prometheus_path
+    from .registry import ModelRegistry
     from .rest import RestApi
     from .servable import Servable, load_servable
+    from .server_core import ServerCore
     from .warmup import run_warmup
 
     tags = [tag for tag in flags.saved_model_tags.split(",") if tag]
@@ -127,28 +143,43 @@ def _serve(flags: Flags) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    registry = ModelRegistry(
-        flags.model_name,
-        flags.model_base_path,
-        load,
-        flags.file_system_poll_wait_seconds,
-        flags.max_num_load_retries,
-        flags.load_retry_interval_micros / 1e6,
-    )
-    registry.start()
+    def make_registry(spec: ModelSpec) -> ModelRegistry:
+        return ModelRegistry(
+            spec.name,
+            spec.base_path,
+            spec.policy,
+            load,
+            flags.file_system_poll_wait_seconds,
+            flags.max_num_load_retries,
+            flags.load_retry_interval_micros / 1e6,
+        )
+
+    core = ServerCore(make_registry, flags.allow_version_labels_for_unavailable_models, stop)
     try:
-        if not registry.wait_until_available(stop):
-            registry.stop()
-            return 0
-    except StartupError as exc:
-        log.error("Failed to start server. Error: %s", exc)
-        registry.stop()
+        if flags.model_config_file:
+            config = read_config_file(flags.model_config_file)
+        else:
+            config = single_model_config(flags.model_name, flags.model_base_path)
+        core.reload_config(config)
+    except ServingError as exc:
+        log.error("Failed to start server. Error: %s", exc.status_string())
+        core.stop()
         return 1
+    if stop.is_set():
+        core.stop()
+        return 0
+    poller = None
+    if flags.model_config_file and flags.model_config_file_poll_wait_seconds > 0:
+        poller = ConfigFilePoller(
+            core, flags.model_config_file, flags.model_config_file_poll_wait_seconds, stop
+        )
+        poller.start()
 
     control = FaultControl()
+    metrics = Metrics()
     grpc_server = None
     if flags.port:
-        grpc_api = GrpcApi(registry, control, flags.enable_serialization_as_tensor_content)
+        grpc_api = GrpcApi(core, control, flags.enable_serialization_as_tensor_content, metrics)
         try:
             grpc_server = GrpcServer(flags.port, grpc_api, max(1, flags.grpc_max_threads))
         except RuntimeError as exc:
@@ -157,28 +188,44 @@ def _serve(flags: Flags) -> int:
                 "Failed to start server. Error: INVALID_ARGUMENT: Failed to BuildAndStart "
                 "gRPC server"
             )
-            registry.stop()
+            core.stop()
             return 1
         grpc_server.start()
         log.info("Running gRPC ModelServer at 127.0.0.1:%d ...", grpc_server.port)
-    executor = ThreadPoolExecutor(max(1, flags.rest_api_num_threads), thread_name_prefix="predict")
-    api = RestApi(
-        registry,
-        control,
-        executor,
-        flags.rest_api_timeout_in_ms,
-        cors=flags.rest_api_enable_cors_support,
-    )
     listening = []
     servers = []
+    executor = ThreadPoolExecutor(max(1, flags.rest_api_num_threads), thread_name_prefix="predict")
     if grpc_server is not None and flags.rest_api_port == flags.port:
         log.error(
             "server_options.http_port cannot be same as grpc_port. Please use a different "
             "port for HTTP/REST API. Skipped exporting HTTP/REST API."
         )
     else:
+        try:
+            metrics_path = (
+                prometheus_path(flags.monitoring_config_file)
+                if flags.monitoring_config_file
+                else None
+            )
+        except ServingError as exc:
+            log.error("Failed to start server. Error: %s", exc.status_string())
+            if grpc_server is not None:
+                grpc_server.stop()
+            core.stop()
+            return 1
+        api = RestApi(
+            core,
+            control,
+            executor,
+            flags.rest_api_timeout_in_ms,
+            metrics,
+            metrics_path,
+            cors=flags.rest_api_enable_cors_support,
+        )
         servers.append(HttpServer(flags.rest_api_port, api, "rest"))
         listening.append(f"REST on 127.0.0.1:{servers[0].port}")
+        if metrics_path is not None:
+            log.info("Exporting Prometheus metrics at %s", metrics_path)
     if grpc_server is not None:
         listening.append(f"gRPC on 127.0.0.1:{grpc_server.port}")
     if flags.control_port:
@@ -186,18 +233,18 @@ def _serve(flags: Flags) -> int:
         log.info("Fault control on 127.0.0.1:%d", servers[-1].port)
     for server in servers:
         server.start()
-    print(
-        f"tfserving_double: {' and '.join(listening)} serving {flags.model_name} "
-        f"versions {registry.available_versions()}",
-        flush=True,
-    )
+    models = ", ".join(f"{name} versions {versions}" for name, versions in core.serving())
+    ready = f"tfserving_double: {' and '.join(listening)} serving {models or 'no models'}"
+    print(ready, flush=True)
     while not stop.wait(0.5):
         pass
+    if poller is not None:
+        poller.join()
     if grpc_server is not None:
         grpc_server.stop()
     for server in servers:
         server.stop()
-    registry.stop()
+    core.stop()
     executor.shutdown(wait=False, cancel_futures=True)
     log.info("Stopped")
     return 0

@@ -32,7 +32,6 @@ _ACCEPTED: dict[str, type] = {
     "grpc_socket_path": str,
     "grpc_channel_arguments": str,
     "enable_per_model_batching_parameters": bool,
-    "allow_version_labels_for_unavailable_models": bool,
     "num_load_threads": int,
     "num_unload_threads": int,
     "flush_filesystem_caches": bool,
@@ -53,7 +52,6 @@ _ACCEPTED: dict[str, type] = {
     "use_alts_credentials": bool,
     "thread_pool_factory_config_file": str,
     "mixed_precision": str,
-    "model_config_file_poll_wait_seconds": int,
 }
 
 
@@ -71,6 +69,8 @@ class Flags:
     model_name: str = "default"
     model_base_path: str = ""
     model_config_file: str = ""
+    model_config_file_poll_wait_seconds: int = 0
+    allow_version_labels_for_unavailable_models: bool = False
     file_system_poll_wait_seconds: int = 1
     max_num_load_retries: int = 5
     load_retry_interval_micros: int = 60_000_000

@@ -6,7 +6,7 @@ The checks and their order follow TFS/servables/tensorflow/predict_util.cc
 `GetInputValues` and TFS/model_servers/server_core.cc (the servable handle):
 1. no model_spec: INVALID_ARGUMENT "Missing ModelSpec" (predict_impl.cc);
 2. the servable: Latest, Specific(version) or version_label, NOT_FOUND or
-   INVALID_ARGUMENT with the messages the REST path uses (registry.py);
+   INVALID_ARGUMENT with the messages the REST path uses (server_core.py);
 3. the signature (empty name = serving_default): FAILED_PRECONDITION
    `Serving signature key "foo" not found.`;
 4. the number of inputs, each signature input present, each TensorProto
@@ -35,20 +35,20 @@ from tensorflow_serving.apis import model_pb2, predict_pb2
 
 from .errors import ServingError, invalid_argument
 from .json_tensor import dtype_string
-from .registry import ModelRegistry
 from .servable import DEFAULT_SIGNATURE, Servable
+from .server_core import ServerCore
 from .tensor_proto import TensorParseError, data_type_of, fill_proto, proto_to_array
 
 Signature = Mapping[str, Any]
 
 
-def find_servable(registry: ModelRegistry, spec: model_pb2.ModelSpec) -> Servable:
+def find_servable(core: ServerCore, spec: model_pb2.ModelSpec) -> Servable:
     """Take a handle like ServerCore::GetServableHandle for a ModelSpec."""
     choice = spec.WhichOneof("version_choice")
     version = spec.version.value if choice == "version" else None
     if choice == "version_label":
-        version = registry.version_for_label(spec.name, spec.version_label)
-    return registry.servable(spec.name, version)
+        version = core.version_for_label(spec.name, spec.version_label)
+    return core.servable(spec.name, version)
 
 
 def find_signature(servable: Servable, signature_name: str) -> tuple[str, Signature]:

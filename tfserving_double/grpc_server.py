@@ -10,8 +10,8 @@ docs/tf-serving-protocol.md §6 and §8 (size limits).
 
 Differences: the double listens on 127.0.0.1 (TF Serving on 0.0.0.0) and turns
 SO_REUSEPORT off, so a port already in use fails the start-up instead of being
-shared. Classify, Regress, MultiInference and HandleReloadConfigRequest answer
-UNIMPLEMENTED (the generated servicers' default); there is no
+shared. Classify, Regress and MultiInference answer UNIMPLEMENTED (the
+generated servicers' default); there is no
 grpc.health.v1 service and no SSL.
 """
 
@@ -26,6 +26,7 @@ import grpc
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -86,6 +87,11 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
     ) -> get_model_status_pb2.GetModelStatusResponse:
         return _call(self._api.get_model_status, request, context)
+
+    def HandleReloadConfigRequest(
+        self, request: model_management_pb2.ReloadConfigRequest, context: grpc.ServicerContext
+    ) -> model_management_pb2.ReloadConfigResponse:
+        return _call(self._api.handle_reload_config_request, request, context)
 
 
 class GrpcServer:

@@ -1,22 +1,28 @@
-"""Model versions: discovery under the base path, loading, unloading, and their states.
+"""One model's versions: discovery under its base path, loading, unloading, and their states.
 
-One model, served with TF Serving's defaults:
+Each model of the config (server_core.py) has one registry, which follows:
 - Discovery (TFS/sources/storage_path/file_system_storage_path_source.cc): every
   `--file_system_poll_wait_seconds` the base path is listed; children whose names
   are decimal integers are versions (`007` is version 7; `v1`, `1.0`, `tmp-2` are
   ignored). 0 scans once, a negative value never scans.
-- Version policy `latest { num_versions: 1 }`: the highest version is aspired.
-- AvailabilityPreservingPolicy (TFS/core/availability_preserving_policy.h): the new
-  version is loaded before the old one is unloaded; a version that fails to load
-  ends in END with its error and the old one keeps serving; deleting the newest
-  directory rolls back to the next highest; deleting all unloads everything.
+- The model's version policy (version_policy.py) picks the wanted versions;
+  without a config file it is `latest { num_versions: 1 }`.
+- AvailabilityPreservingPolicy (TFS/core/availability_preserving_policy.cc
+  `GetNextAction`), one action at a time: first unload the lowest ready version
+  that is no longer wanted, but only while no version is wanted, a wanted one is
+  ready, or more than one unwanted one is ready; otherwise load the highest
+  wanted version not tried yet. So a new version loads before the old one goes;
+  a version that fails ends in END with its error and the old one keeps serving;
+  deleting the newest directory rolls back to the next highest; deleting all
+  unloads everything. A failed version is tried again only after it stopped
+  being wanted (the manager forgets it).
 - Load retries (`--max_num_load_retries`=5, `--load_retry_interval_micros`=60 s,
   TFS/core/loader_harness.cc): the version stays LOADING while it is retried.
 - State monitor (TFS/core/servable_state_monitor.h, get_model_status_impl.cc):
-  every version ever seen stays listed, highest first; unloaded ones are END.
-- Handles (TFS/core/basic_manager.cc): `Latest(name)` is the highest AVAILABLE
-  version; anything else is NOT_FOUND "Servable not found for request: ...".
-Reference: docs/tf-serving-protocol.md §10 and §2.1 (status).
+  every version ever seen stays listed; unloaded ones are END. A model removed
+  from the config keeps its registry, retired, so its versions stay listed.
+- Handles (TFS/core/basic_manager.cc): Latest is the highest AVAILABLE version.
+Reference: docs/tf-serving-protocol.md §10, §2.1 (status) and §14.
 """
 
 from __future__ import annotations
@@ -28,13 +34,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import ServingError, invalid_argument, not_found
+from .errors import ServingError
 from .servable import Servable
+from .version_policy import VersionPolicy
 
 _VERSION_NAME = re.compile(r"[0-9]+")
 _INT64_MAX = 2**63 - 1
 
 log = logging.getLogger("tfserving_double")
+
+LoadFn = Callable[[int, str], Servable]
 
 
 @dataclass(frozen=True)
@@ -48,34 +57,41 @@ class VersionStatus:
 
 
 class StartupError(Exception):
-    """The initially aspired version failed to load and nothing else serves."""
+    """The wanted version failed and nothing else serves (`{id} due to error: ...`)."""
 
 
 class ModelRegistry:
-    """Polls one model's base path and keeps its versions loaded per the latest policy."""
+    """Polls one model's base path and keeps the versions its policy wants loaded."""
 
     def __init__(
         self,
         model_name: str,
         base_path: str,
-        load: Callable[[int, str], Servable],
+        policy: VersionPolicy,
+        load: LoadFn,
         poll_wait_seconds: int,
         max_load_retries: int,
         load_retry_interval_seconds: float,
     ) -> None:
         self.model_name = model_name
         self.base_path = base_path
+        self._policy = policy
         self._load_fn = load
         self._poll_wait = poll_wait_seconds
         self._max_retries = max(0, max_load_retries)
         self._retry_interval = load_retry_interval_seconds
         self._lock = threading.Condition()
+        # Held for a whole poll (scan, loads, unloads) and by retire(): one writer at a time.
+        self._work = threading.Lock()
+        self._active = True
         self._states: dict[int, VersionStatus] = {}
         self._available: dict[int, Servable] = {}
         self._failed: set[int] = set()
-        self._startup_error: str | None = None
+        self._failure: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll_loop, name="version-poller", daemon=True)
+        self._thread = threading.Thread(
+            target=self._poll_loop, name=f"version-poller-{model_name}", daemon=True
+        )
 
     def start(self) -> None:
         """Start polling the base path in a background thread."""
@@ -87,14 +103,30 @@ class ModelRegistry:
         with self._lock:
             self._lock.notify_all()
 
+    def configure(self, base_path: str, policy: VersionPolicy) -> None:
+        """Take a reloaded config's base path and policy; they apply from the next poll."""
+        with self._lock:
+            if not self._active:
+                self._failure = None
+            self.base_path, self._policy, self._active = base_path, policy, True
+
+    def retire(self) -> None:
+        """The model left the config: unload every version (its states stay listed)."""
+        with self._lock:
+            self._active = False
+        with self._work:
+            self._failed.clear()
+            for version in self.available_versions():
+                self._unload(version)
+
     def wait_until_available(self, stop: threading.Event) -> bool:
-        """Block like ServerCore's initial load: True once a version is AVAILABLE."""
+        """Block like ServerCore's wait for Latest(name): True once a version is AVAILABLE."""
         with self._lock:
             while not stop.is_set():
                 if self._available:
                     return True
-                if self._startup_error is not None:
-                    raise StartupError(self._startup_error)
+                if self._failure is not None:
+                    raise StartupError(self._failure)
                 self._lock.wait(0.2)
         return False
 
@@ -103,34 +135,17 @@ class ModelRegistry:
         with self._lock:
             return sorted(self._available)
 
-    def version_statuses(self, model_name: str, version: int | None) -> list[VersionStatus]:
-        """The status list for GET /v1/models/NAME[/versions/N], highest version first."""
+    def version_states(self) -> dict[int, VersionStatus]:
+        """Every version ever seen and its current state."""
         with self._lock:
-            states = dict(self._states) if model_name == self.model_name else {}
-        if version is not None:
-            if version not in states:
-                raise not_found(f"Could not find version {version} of model {model_name}")
-            return [states[version]]
-        if not states:
-            raise not_found(f"Could not find any versions of model {model_name}")
-        return [states[v] for v in sorted(states, reverse=True)]
+            return dict(self._states)
 
-    def servable(self, model_name: str, version: int | None) -> Servable:
-        """Get a handle like ServerCore::GetServableHandle (Latest or Specific)."""
+    def servable(self, version: int | None) -> Servable | None:
+        """The highest AVAILABLE version, or the given one if AVAILABLE; else None."""
         with self._lock:
-            if model_name == self.model_name and self._available:
-                if version is None:
-                    return self._available[max(self._available)]
-                if version in self._available:
-                    return self._available[version]
-        request = (
-            f"Latest({model_name})" if version is None else f"Specific({model_name}, {version})"
-        )
-        raise not_found(f"Servable not found for request: {request}")
-
-    def version_for_label(self, model_name: str, label: str) -> int:
-        """Resolve a version label; without a model config file no label exists (server_core.cc)."""
-        raise invalid_argument(f"Unrecognized servable version label: {label}")
+            if version is None:
+                return self._available[max(self._available)] if self._available else None
+            return self._available.get(version)
 
     def _poll_loop(self) -> None:
         if self._poll_wait < 0:
@@ -145,27 +160,39 @@ class ModelRegistry:
                 return
 
     def _poll_once(self) -> None:
-        versions = self._scan()
-        if versions is None:
-            return
-        self._failed &= set(versions)
-        aspired = max(versions) if versions else None
-        if aspired is not None and aspired not in self._available and aspired not in self._failed:
-            self._load(aspired, versions[aspired])
-        with self._lock:
-            serving = aspired is None or aspired in self._available
-            retiring = [v for v in self._available if v != aspired] if serving else []
-        for version in retiring:
-            self._unload(version)
+        with self._work:
+            if not self._is_active():
+                return
+            with self._lock:
+                base_path, policy = self.base_path, self._policy
+            versions = self._scan(base_path)
+            if versions is None:
+                return
+            aspired = policy.aspired(self.model_name, versions)
+            self._failed &= aspired
+            while not self._stop.is_set() and self._is_active():
+                ready = set(self.available_versions())
+                unwanted = ready - aspired
+                if unwanted and (not aspired or ready & aspired or len(unwanted) > 1):
+                    self._unload(min(unwanted))
+                    continue
+                new = aspired - ready - self._failed
+                if not new:
+                    return
+                self._load(max(new), versions[max(new)])
 
-    def _scan(self) -> dict[int, str] | None:
+    def _is_active(self) -> bool:
+        with self._lock:
+            return self._active
+
+    def _scan(self, base_path: str) -> dict[int, str] | None:
         try:
-            children = sorted(os.listdir(self.base_path))
+            children = sorted(os.listdir(base_path))
         except OSError as exc:
             log.error(
                 "FileSystemStoragePathSource encountered a filesystem access error: "
                 "Could not find base path %s for servable %s with error %s",
-                self.base_path,
+                base_path,
                 self.model_name,
                 exc,
             )
@@ -184,13 +211,13 @@ class ModelRegistry:
                     child,
                 )
                 continue
-            versions[version] = os.path.join(self.base_path, child)
+            versions[version] = os.path.join(base_path, child)
         if not versions:
             log.warning(
                 "No versions of servable %s found under base path %s. Did you forget to name "
                 "your leaf directory as a number (eg. '/1/')?",
                 self.model_name,
-                self.base_path,
+                base_path,
             )
         return versions
 
@@ -229,10 +256,7 @@ class ModelRegistry:
         with self._lock:
             self._states[version] = VersionStatus(version, "END", *error)
             if not self._available:
-                self._startup_error = (
-                    "UNKNOWN: 1 servable(s) did not become available: "
-                    f"{{{{{servable_id} due to error: {error[0]}: {error[1]}}}, }}"
-                )
+                self._failure = f"{servable_id} due to error: {error[0]}: {error[1]}"
             self._lock.notify_all()
 
     def _unload(self, version: int) -> None:
