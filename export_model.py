@@ -8,6 +8,7 @@ python export_model.py --source random                   # untrained; offline wi
 python export_model.py --source keras-weights --weights mobilenet_v2_..._1.0_224.h5
 python export_model.py --handle /copied/tfhub/model      # TF Hub model copied by hand
 python export_model.py --no-tflite                       # TF Serving only: no model.tflite
+python export_model.py --source random --fault broken-preprocessing   # testing aid: answers wrong
 """
 
 import argparse
@@ -22,6 +23,7 @@ from modelexport.options import (
     DEFAULT_MODEL_DIR,
     DEFAULT_SEED,
     DEFAULT_SOURCE,
+    FAULTS,
     SOURCE_ENV,
     SOURCE_MODEL_NAMES,
     SOURCES,
@@ -30,6 +32,7 @@ from modelexport.options import (
 
 if TYPE_CHECKING:
     from modelexport.export import ExportResult
+    from modelexport.golden import GoldenCheck
     from modelexport.photo_check import PhotoCheck
     from modelexport.tflite import TfliteCheck
 
@@ -80,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip assets.extra/model.tflite, the TensorFlow Lite copy for the gateway's "
         "embedded backend (for versions served only by TF Serving)",
+    )
+    parser.add_argument(
+        "--fault",
+        choices=FAULTS,
+        help="TESTING AID, never for real serving: write a deliberately broken version. "
+        "broken-preprocessing: the serving graph feeds the classifier BGR instead of RGB, "
+        "while the version's golden answer (assets.extra/golden_answer.json) stays the "
+        "correct model's, so the gateway's golden-answer check must find it. The reference "
+        "photo check is skipped, export_info.json records the fault, and the export is "
+        "refused unless the version really answers the golden photo differently",
     )
     return parser
 
@@ -141,10 +154,20 @@ def format_summary(result: "ExportResult") -> str:
     )
     lines += describe_tflite(result.tflite)
     lines += describe_photos(result.photos)
+    lines += describe_golden(result.golden)
     lines.append(
         f"  assets:    labels.txt ({NUM_CLASSES} labels), export_info.json, "
         f"tf_serving_warmup_requests ({result.warmup_records} request)"
     )
+    if result.golden.fault is not None:
+        banner = "!" * 78
+        lines += [
+            banner,
+            f"!! DELIBERATELY BROKEN (--fault {result.golden.fault}): a testing aid. This",
+            "!! version answers wrong on purpose; its golden answer is the correct model's.",
+            "!! Never serve it for real.",
+            banner,
+        ]
     if not info["trained"]:
         banner = "!" * 78
         lines += [
@@ -183,6 +206,21 @@ def describe_photos(check: "PhotoCheck | None") -> list[str]:
     return lines
 
 
+def describe_golden(check: "GoldenCheck") -> list[str]:
+    """Say what the golden answer is and how far each runtime's answer is from it."""
+    answer = check.expected
+    decisive = "top-1 decisive" if answer.top1_decisive else "top-1 not decisive: L1 decides"
+    lines = [
+        f"  golden:    assets.extra/golden_answer.json, {answer.photo_file}: "
+        f"{answer.top1} {check.top1_label} {answer.top1_probability:.3f} "
+        f"(margin {answer.top1_margin:.3f}, {decisive}; tolerance L1 {answer.l1_tolerance})"
+    ]
+    verdict = "differs on purpose" if check.fault else "agrees"
+    for runtime, comparison in check.answers.items():
+        lines.append(f"    {runtime:<10} {verdict}: L1 {comparison.l1:.1e}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, export one version and print what was written."""
     parser = build_parser()
@@ -203,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             weights=args.weights,
             seed=DEFAULT_SEED if args.seed is None else args.seed,
             tflite=not args.no_tflite,
+            fault=args.fault,
         )
     except ExportError as exc:
         print(f"export_model.py: error: {exc}", file=sys.stderr)

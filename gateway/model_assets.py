@@ -1,7 +1,9 @@
 """What travels with a model version besides the graph: its labels and where its weights came from.
 
 Read from `<MODEL_BASE_PATH>/<MODEL_NAME>/<version>/assets.extra/` (see
-docs/model-contract.md). TF Serving does not serve these files, so the
+docs/model-contract.md), with the version's golden answer (gateway/golden.py):
+a version without one has none, which is no problem (versions exported before
+golden answers existed). TF Serving does not serve these files, so the
 gateway reads them from the same folder, mounted read-only in compose.
 
 The files are input like an upload: whatever they hold, reading them never
@@ -21,16 +23,34 @@ from typing import Any
 
 import orjson
 
+from gateway.golden import (
+    GOLDEN_FILENAME,
+    GoldenAnswer,
+    GoldenFileError,
+    attach_photo,
+    parse_expected,
+)
+
 logger = logging.getLogger(__name__)
 
 LABELS_FILE = "assets.extra/labels.txt"
 EXPORT_INFO_FILE = "assets.extra/export_info.json"
-MAX_FILE_BYTES = 1024 * 1024  # each file; ImageNet's 1001 labels take about 10 KiB
+GOLDEN_FILE = f"assets.extra/{GOLDEN_FILENAME}"
+# Each file; ImageNet's 1001 labels take about 10 KiB, a golden answer about 25 KiB and
+# its photograph (a 451x300 JPEG) 35 KiB.
+MAX_FILE_BYTES = 1024 * 1024
 MAX_TEXT_CHARS = 1024  # an export_info string copied into responses
 # A version whose files had problems is read again at most this often, so a fix is
 # seen within seconds while a broken file costs one bounded read per interval.
 RETRY_FAILED_SECONDS = 2.0
-_TEXT_FIELDS = ("source", "source_detail", "exported_at", "tensorflow_version", "labels_provenance")
+_TEXT_FIELDS = (
+    "source",
+    "source_detail",
+    "exported_at",
+    "tensorflow_version",
+    "labels_provenance",
+    "fault",
+)
 _KEPT_VERSIONS = 16
 
 
@@ -52,15 +72,17 @@ class ExportInfo:
     exported_at: str | None = None
     tensorflow_version: str | None = None
     labels_provenance: str | None = None
+    fault: str | None = None  # set only by export_model.py --fault, a testing aid
 
 
 @dataclass(frozen=True)
 class ModelAssets:
-    """Labels and provenance of one version, and what was wrong with its files."""
+    """Labels, provenance and golden answer of one version, and what was wrong with its files."""
 
     labels: tuple[str, ...] = ()
     export_info: ExportInfo = field(default_factory=ExportInfo)
     problems: tuple[FileProblem, ...] = ()
+    golden: GoldenAnswer | None = None  # None: no golden answer, or a problem with its files
 
     @property
     def trained(self) -> bool | None:
@@ -167,7 +189,8 @@ def read_assets(version_dir: Path, num_classes: int | None = None) -> ModelAsset
         )
         labels = ()
     info = _read_export_info(version_dir, problems)
-    return ModelAssets(labels, info, tuple(problems))
+    golden = _read_golden(version_dir, num_classes, problems)
+    return ModelAssets(labels, info, tuple(problems), golden)
 
 
 def _read_labels(version_dir: Path, problems: list[FileProblem]) -> tuple[str, ...]:
@@ -216,6 +239,38 @@ def _read_export_info(version_dir: Path, problems: list[FileProblem]) -> ExportI
     return ExportInfo(trained=trained, **texts)
 
 
+def _read_golden(
+    version_dir: Path, num_classes: int | None, problems: list[FileProblem]
+) -> GoldenAnswer | None:
+    """The golden answer and its photograph, None when there is none or it has a problem."""
+    data = _read_bounded(version_dir / GOLDEN_FILE, GOLDEN_FILE, problems, missing_ok=True)
+    if data is None:
+        return None
+    try:
+        expected = parse_expected(data)
+    except GoldenFileError as exc:
+        problems.append(FileProblem(GOLDEN_FILE, str(exc)))
+        return None
+    if num_classes is not None and len(expected.probabilities) != num_classes:
+        problems.append(
+            FileProblem(
+                GOLDEN_FILE,
+                f"{len(expected.probabilities)} probabilities for the model's {num_classes} "
+                "classes: not this model's answer",
+            )
+        )
+        return None
+    photo_file = f"assets.extra/{expected.photo_file}"
+    photo = _read_bounded(version_dir / photo_file, photo_file, problems)
+    if photo is None:
+        return None
+    try:
+        return attach_photo(expected, photo)
+    except GoldenFileError as exc:
+        problems.append(FileProblem(photo_file, str(exc)))
+        return None
+
+
 def _text_field(document: dict[str, Any], name: str, problems: list[FileProblem]) -> str | None:
     value = document.get(name)
     if value is None:
@@ -233,8 +288,13 @@ def _text_field(document: dict[str, Any], name: str, problems: list[FileProblem]
     return value
 
 
-def _read_bounded(path: Path, name: str, problems: list[FileProblem]) -> bytes | None:
-    """The file's bytes, or None with a problem recorded: missing, not a file, or too large."""
+def _read_bounded(
+    path: Path, name: str, problems: list[FileProblem], *, missing_ok: bool = False
+) -> bytes | None:
+    """The file's bytes, or None with a problem recorded: missing, not a file, or too large.
+
+    With missing_ok, a file that is not there is None without a problem.
+    """
     try:
         # O_NONBLOCK: a FIFO planted under the name must not block the event loop on open.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -247,7 +307,8 @@ def _read_bounded(path: Path, name: str, problems: list[FileProblem]) -> bytes |
         finally:
             os.close(fd)
     except FileNotFoundError:
-        problems.append(FileProblem(name, "missing"))
+        if not missing_ok:
+            problems.append(FileProblem(name, "missing"))
         return None
     except OSError as exc:
         problems.append(FileProblem(name, f"unreadable: {exc.strerror or type(exc).__name__}"))

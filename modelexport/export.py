@@ -4,6 +4,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import tensorflow as tf
+
 from modelexport.contract import (
     ASSETS_EXTRA,
     INFO_FILENAME,
@@ -11,9 +13,17 @@ from modelexport.contract import (
     WARMUP_FILENAME,
 )
 from modelexport.errors import ExportError
+from modelexport.faults import break_classifier
+from modelexport.golden import GoldenCheck, write_golden_answer
 from modelexport.info import build_export_info, write_export_info
 from modelexport.labels import write_labels
-from modelexport.options import DEFAULT_MODEL_DIR, DEFAULT_SEED, SourceName, default_model_name
+from modelexport.options import (
+    DEFAULT_MODEL_DIR,
+    DEFAULT_SEED,
+    FaultName,
+    SourceName,
+    default_model_name,
+)
 from modelexport.photo_check import PhotoCheck, check_reference_photos
 from modelexport.serving import save_serving_model
 from modelexport.sources import build_network
@@ -37,6 +47,7 @@ class ExportResult:
     warmup_records: int
     tflite: TfliteCheck | None
     photos: PhotoCheck | None
+    golden: GoldenCheck
 
 
 def export_version(
@@ -50,13 +61,19 @@ def export_version(
     weights: Path | None = None,
     seed: int = DEFAULT_SEED,
     tflite: bool = True,
+    fault: FaultName | None = None,
 ) -> ExportResult:
     """Write model_dir/model_name/<version> (default: the next free number) and verify it.
 
     model_name defaults to the source's own folder (options.default_model_name). With
     tflite (the default) the version also carries assets.extra/model.tflite, checked
     against the SavedModel before the version is published; a source with reference
-    photos must classify them right through both, or nothing is published.
+    photos must classify them right through both, or nothing is published. Every version
+    carries a golden answer (golden.py) that both runtimes must give.
+
+    fault (a testing aid, faults.py) writes a deliberately broken version: its golden
+    answer is the correct classifier's, its reference photos are not checked, and both
+    runtimes must answer the golden photo differently; export_info.json records it.
     """
     if model_name is None:
         model_name = default_model_name(source)
@@ -68,16 +85,20 @@ def export_version(
     # Refuse before the slow part, so a mistaken --version costs nothing.
     replaced = check_version_free(model_root, version, force=force)
     network = build_network(source, handle=handle, weights=weights, seed=seed)
+    served = network.classifier if fault is None else break_classifier(network.classifier, fault)
     with staged_version(model_root, version, force=force) as staging:
-        save_serving_model(network.classifier, staging)
-        verification = verify_saved_model(staging)
+        save_serving_model(served, staging)
+        # Reloaded from disk once, for every check below: each load takes about 2 s.
+        loaded = tf.saved_model.load(str(staging))
+        verification = verify_saved_model(staging, loaded)
         extra = staging / ASSETS_EXTRA
         extra.mkdir()
-        tflite_check = write_tflite(staging, extra / TFLITE_FILENAME) if tflite else None
+        tflite_check = write_tflite(staging, extra / TFLITE_FILENAME, loaded) if tflite else None
         photos = None
-        if network.reference_photos:
+        # A fault's version would fail this check; its golden check shows it answers wrong.
+        if network.reference_photos and fault is None:
             tflite_file = tflite_check.path if tflite_check else None
-            photos = check_reference_photos(staging, tflite_file, network.reference_photos)
+            photos = check_reference_photos(staging, tflite_file, network.reference_photos, loaded)
         write_labels(extra / LABELS_FILENAME)
         info = build_export_info(
             model_name=model_name,
@@ -85,9 +106,18 @@ def export_version(
             network=network,
             verification=verification,
             tflite=tflite_check,
+            fault=fault,
         )
         write_export_info(extra / INFO_FILENAME, info)
         records = write_warmup_requests(extra / WARMUP_FILENAME, model_name)
+        # Last: it reads the version's files back as the gateway will.
+        golden = write_golden_answer(
+            staging,
+            tflite_check.path if tflite_check else None,
+            correct_classifier=None if fault is None else network.classifier,
+            fault=fault,
+            loaded=loaded,
+        )
     return ExportResult(
         path=model_root / str(version),
         version=version,
@@ -97,4 +127,5 @@ def export_version(
         warmup_records=records,
         tflite=tflite_check,
         photos=photos,
+        golden=golden,
     )

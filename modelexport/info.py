@@ -9,6 +9,7 @@ import tensorflow as tf
 from modelexport.contract import SIGNATURE_NAME
 from modelexport.labels import LABELS_PROVENANCE
 from modelexport.network import Network
+from modelexport.options import FaultName
 from modelexport.tflite import TfliteCheck
 from modelexport.verify import Verification
 
@@ -20,6 +21,7 @@ def build_export_info(
     network: Network,
     verification: Verification,
     tflite: TfliteCheck | None,
+    fault: FaultName | None = None,
     exported_at: datetime | None = None,
 ) -> dict[str, object]:
     """Return the export_info.json fields in the order docs/model-contract.md lists them."""
@@ -38,6 +40,8 @@ def build_export_info(
         "labels_provenance": LABELS_PROVENANCE,
         "tflite": None if tflite is None else tflite.to_json(),
         "weights_provenance": network.weights_provenance,
+        # A deliberately broken version (export_model.py --fault, a testing aid); else null.
+        "fault": fault,
     }
 
 

@@ -12,6 +12,11 @@ SOURCE_ENV = "MODEL_SOURCE"
 # gateway never take an EfficientNet version for the next MobileNetV2 one.
 SOURCE_MODEL_NAMES: dict[SourceName, str] = {"efficientnet-lite0": "efficientnet_lite0"}
 
+# Deliberately broken versions, a testing aid for the gateway's golden-answer check
+# (modelexport/faults.py): the version loads and honours the contract but answers wrong.
+FaultName = Literal["broken-preprocessing"]
+FAULTS: tuple[FaultName, ...] = ("broken-preprocessing",)
+
 DEFAULT_HUB_HANDLE = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5"
 DEFAULT_SEED = 42
 DEFAULT_MODEL_DIR = "models"

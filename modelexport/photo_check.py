@@ -48,11 +48,19 @@ class PhotoCheck:
 
 
 def check_reference_photos(
-    saved_model_dir: Path, tflite_file: Path | None, photos: Sequence[ReferencePhoto]
+    saved_model_dir: Path,
+    tflite_file: Path | None,
+    photos: Sequence[ReferencePhoto],
+    loaded: tf.Module | None = None,
 ) -> PhotoCheck:
-    """Classify photos with both runtimes; raise VerificationFailed unless each top-1 is right."""
+    """Classify photos with both runtimes; raise VerificationFailed unless each top-1 is right.
+
+    loaded: saved_model_dir already loaded with tf.saved_model.load, if the caller has it.
+    """
     batch = photo_batch(photos)
-    signature = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE_NAME]
+    if loaded is None:
+        loaded = tf.saved_model.load(str(saved_model_dir))
+    signature = loaded.signatures[SIGNATURE_NAME]
     outputs = {"SavedModel": signature(**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME].numpy()}
     if tflite_file is not None:
         with held_native_stderr():

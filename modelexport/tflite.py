@@ -47,9 +47,15 @@ class TfliteCheck:
         }
 
 
-def write_tflite(saved_model_dir: Path, destination: Path) -> TfliteCheck:
-    """Convert the SavedModel's serving_default to destination and check it against TensorFlow."""
-    loaded = tf.saved_model.load(str(saved_model_dir))
+def write_tflite(
+    saved_model_dir: Path, destination: Path, loaded: tf.Module | None = None
+) -> TfliteCheck:
+    """Convert the SavedModel's serving_default to destination and check it against TensorFlow.
+
+    loaded: saved_model_dir already loaded with tf.saved_model.load, if the caller has it.
+    """
+    if loaded is None:
+        loaded = tf.saved_model.load(str(saved_model_dir))
     signature = loaded.signatures[SIGNATURE_NAME]
     batch = warmup_images(CHECK_BATCH)
     expected = signature(**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME].numpy()

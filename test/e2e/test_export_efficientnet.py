@@ -17,6 +17,7 @@ from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
 from export_cli import run_cli
+from gateway.model_assets import read_assets
 from real_weights import RealWeightsExport
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +77,8 @@ def test_source_writes_version_1_of_its_own_model(efficientnet_model_dir: Path) 
     extra = efficientnet_model_dir / "1" / "assets.extra"
     assert sorted(p.name for p in extra.iterdir()) == [
         "export_info.json",
+        "golden_answer.json",
+        "golden_photo.jpg",
         "labels.txt",
         "model.tflite",
         "tf_serving_warmup_requests",
@@ -139,6 +142,17 @@ def test_photos_get_their_class_with_the_published_probability(
         assert row[class_id] == pytest.approx(probability, abs=PROBABILITY_TOLERANCE)
         assert row.sum() == pytest.approx(1.0, abs=1e-4)
         assert row[0] < 1e-9  # background, added in front of the 1000 ImageNet classes
+
+
+def test_the_golden_answer_is_the_cat_with_a_decisive_top1(version: Path) -> None:
+    assets = read_assets(version, 1001)
+    assert assets.problems == ()
+    assert assets.golden is not None
+    expected = assets.golden.expected
+    # test/cat.jpg's answer through the gateway, as the README shows it.
+    assert expected.top1 == 286
+    assert expected.top1_probability == pytest.approx(0.78, abs=PROBABILITY_TOLERANCE)
+    assert expected.top1_decisive
 
 
 def test_tflite_copy_follows_the_savedmodel(predictions: dict[str, np.ndarray]) -> None:

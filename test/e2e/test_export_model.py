@@ -95,6 +95,8 @@ def test_random_export_writes_the_contract_layout(random_exports: RandomExports)
         "assets.extra/labels.txt",
         "assets.extra/export_info.json",
         "assets.extra/tf_serving_warmup_requests",
+        "assets.extra/golden_answer.json",
+        "assets.extra/golden_photo.jpg",
     ):
         assert (version / relative).is_file(), relative
     out = random_exports.first_stdout
@@ -141,6 +143,7 @@ def test_export_info_flags_untrained_random_weights(random_exports: RandomExport
     assert info["inputs"] == {"images": {"dtype": "uint8", "shape": [-1, 224, 224, 3]}}
     assert info["outputs"] == {"probabilities": {"dtype": "float32", "shape": [-1, 1001]}}
     assert "torchvision" in info["labels_provenance"]
+    assert info["fault"] is None
 
 
 def test_warmup_file_holds_predict_requests(random_exports: RandomExports) -> None:

@@ -142,6 +142,10 @@ def test_no_tflite_writes_none(tmp_path: Path) -> None:
     assert not (export.version / "assets.extra" / "model.tflite").exists()
     assert read_info(export.version)["tflite"] is None
     assert "tflite:    skipped (--no-tflite)" in export.stdout
+    # The golden answer is still written, checked against the SavedModel alone.
+    golden = json.loads((export.version / "assets.extra" / "golden_answer.json").read_text())
+    assert golden["l1_at_export"] == {"SavedModel": 0.0}
+    assert re.search(r"SavedModel agrees: L1 0\.0e\+00\n  assets:", export.stdout)
 
 
 def softmax_rows(seed: int) -> np.ndarray:

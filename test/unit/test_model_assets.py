@@ -1,4 +1,4 @@
-"""A version's labels and provenance: whatever the files hold, reading them never raises."""
+"""A version's labels, provenance and golden answer: reading them never raises."""
 
 import json
 import os
@@ -10,6 +10,7 @@ import pytest
 
 from gateway.model_assets import (
     EXPORT_INFO_FILE,
+    GOLDEN_FILE,
     LABELS_FILE,
     MAX_FILE_BYTES,
     AssetCache,
@@ -17,6 +18,7 @@ from gateway.model_assets import (
     ModelAssets,
     read_assets,
 )
+from test_golden import PHOTO, golden_document
 
 LABELS = ["background", "tench", "goldfish"]
 INFO = {
@@ -208,6 +210,7 @@ def test_wrong_typed_fields_are_dropped_and_the_rest_kept(tmp_path: Path) -> Non
         "exported_at": None,
         "tensorflow_version": "2.20.0",
         "labels_provenance": INFO["labels_provenance"],
+        "fault": None,
     }
     assert [p.problem for p in assets.problems] == [
         "`trained` is a string, not a boolean: weights unknown",
@@ -256,3 +259,92 @@ def test_a_label_count_fixed_later_is_seen(tmp_path: Path) -> None:
     assert cache.load(tmp_path, 1, 3).labels == ()
     (folder / LABELS_FILE).write_bytes(b"background\ntench\ngoldfish\n")
     assert cache.load(tmp_path, 1, 3).labels == tuple(LABELS)
+
+
+GOLDEN_PHOTO_FILE = "assets.extra/golden_photo.jpg"
+
+
+def write_golden(folder: Path, document: bytes | None = None, photo: bytes | None = PHOTO) -> Path:
+    """Add a golden answer (well-formed unless told otherwise) and its photo to a version."""
+    (folder / GOLDEN_FILE).write_bytes(
+        json.dumps(golden_document()).encode() if document is None else document
+    )
+    if photo is not None:
+        (folder / GOLDEN_PHOTO_FILE).write_bytes(photo)
+    return folder
+
+
+def test_a_version_without_a_golden_answer_has_none_and_no_problem(tmp_path: Path) -> None:
+    assets = read_assets(write_version(tmp_path), num_classes=3)
+    assert assets.golden is None
+    assert assets.problems == ()
+
+
+def test_the_golden_answer_is_read_with_its_photo(tmp_path: Path) -> None:
+    assets = read_assets(write_golden(write_version(tmp_path)), num_classes=3)
+    assert assets.problems == ()
+    assert assets.golden is not None
+    assert assets.golden.photo == PHOTO
+    assert assets.golden.expected.top1 == 0
+    assert assets.golden.expected.compare([0.7, 0.2, 0.1]).agrees
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        (b'{"format": 1, "photo": ', "not valid JSON: "),
+        (
+            json.dumps({**golden_document(), "photo": {"file": 7}}).encode(),
+            "`photo.file` must be a string",
+        ),
+        (
+            json.dumps({**golden_document(), "tolerance": {"l1": "small"}}).encode(),
+            "`tolerance.l1` must be a number",
+        ),
+        (b" " * (MAX_FILE_BYTES + 1), f"larger than {MAX_FILE_BYTES} bytes"),
+        (json.dumps(golden_document([0.5, 0.5])).encode(), "2 probabilities for the model's 3"),
+    ],
+    ids=["broken-json", "wrong-type", "wrong-tolerance-type", "huge", "other-model"],
+)
+def test_a_broken_golden_answer_is_a_reported_problem(
+    tmp_path: Path, document: bytes, problem: str
+) -> None:
+    assets = read_assets(write_golden(write_version(tmp_path), document), num_classes=3)
+    assert assets.golden is None
+    (reported,) = assets.problems
+    assert reported.file == GOLDEN_FILE
+    assert reported.problem.startswith(problem), reported
+    assert assets.labels == tuple(LABELS)  # the other files are still read
+    assert assets.weights == "untrained"
+    assert assets.report()["status"] == "degraded"
+    orjson.dumps(responses_of(assets))
+
+
+@pytest.mark.parametrize(
+    ("photo", "problem"),
+    [
+        (PHOTO[:-1] + b"!", "a corrupt copy"),
+        (None, "missing"),
+        (b"x" * (MAX_FILE_BYTES + 1), f"larger than {MAX_FILE_BYTES} bytes"),
+    ],
+    ids=["corrupt-copy", "missing", "huge"],
+)
+def test_a_photo_that_is_not_the_recorded_one_is_a_reported_problem(
+    tmp_path: Path, photo: bytes | None, problem: str
+) -> None:
+    assets = read_assets(write_golden(write_version(tmp_path), photo=photo), num_classes=3)
+    assert assets.golden is None
+    (reported,) = assets.problems
+    assert reported.file == GOLDEN_PHOTO_FILE
+    assert reported.problem.endswith(problem), reported
+    assert str(tmp_path) not in orjson.dumps(responses_of(assets)).decode()
+
+
+def test_a_golden_photo_repaired_later_is_seen(tmp_path: Path) -> None:
+    cache = AssetCache(retry_failed_seconds=0.0, clock=Clock())
+    folder = write_golden(write_version(tmp_path), photo=b"half a copy")
+    assert cache.load(tmp_path, 1, 3).golden is None
+    (folder / GOLDEN_PHOTO_FILE).write_bytes(PHOTO)
+    repaired = cache.load(tmp_path, 1, 3)
+    assert repaired.problems == ()
+    assert repaired.golden is not None
