@@ -1,10 +1,9 @@
 """`python -m gateway`: serve the API with uvicorn on HOST:PORT."""
 
-import logging
-
 import uvicorn
 from pydantic import ValidationError
 
+from gateway.logs import configure_logging, uvicorn_log_config
 from gateway.settings import Settings
 
 
@@ -14,15 +13,17 @@ def main() -> None:
         settings = Settings()
     except ValidationError as exc:
         raise SystemExit(f"gateway: invalid configuration:\n{describe_errors(exc)}") from None
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Leave configure_logging's handler and LOG_FORMAT alone; the access line
+        # is gateway/access_log.py's, so uvicorn's own is off.
+        log_config=uvicorn_log_config(),
+        access_log=False,
         # Keep-alive longer than typical client pools so idle connections are reused.
         timeout_keep_alive=30,
     )

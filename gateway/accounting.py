@@ -3,7 +3,9 @@
 It sits outside every other middleware, so uploads refused for size, bodies
 FastAPI rejected, backend failures and successes are all counted the same way:
 by the status that left and the code the problem document recorded as it was
-sent (gateway/problems.py), never by reading a body back.
+sent (gateway/problems.py), never by reading a body back. For the same reason
+it holds the in-flight gauge: it sees every prediction request exactly once,
+those refused before a route could run included.
 """
 
 import time
@@ -49,15 +51,18 @@ class PredictAccounting:
                 client_gone = True
 
         outcome = "internal_error"  # unless a response says otherwise below
+        metrics.IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, watching_send)
-            outcome = CLIENT_GONE if client_gone else _outcome(status, sent_problem_code(scope))
+            outcome = CLIENT_GONE if client_gone else outcome_of(status, sent_problem_code(scope))
         finally:
+            metrics.IN_FLIGHT.dec()
             metrics.PREDICT_REQUESTS.labels(outcome=outcome).inc()
             metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
 
 
-def _outcome(status: int, problem_code: str | None) -> str:
+def outcome_of(status: int, problem_code: str | None) -> str:
+    """The outcome a prediction answered with `status` (and the problem's code) is counted under."""
     if status == 0:
         return "no_response"
     if 200 <= status < 300:

@@ -14,6 +14,14 @@ before any row is handed out, since a short answer would give callers someone
 else's row or none. Whatever else goes wrong is logged and fails only the batch
 in hand; only cancellation stops a worker, and every request it holds then
 hears that the gateway is shutting down.
+
+Each entry carries what the request's own context knew, since a worker is a task
+of its own: its request id, which the worker makes current for the model call
+(request_id.py; the transports send it to TF Serving), and its trace context,
+under which the worker records the request's `queue` and `model` spans after the
+call (tracing.py). Every request's trace thus shows its own wait and the call
+that answered it; the spans of one batch's requests share their model-call times
+and say how many images the call held.
 """
 
 import asyncio
@@ -22,10 +30,11 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from gateway import metrics, request_id, tracing
 from gateway.backend import Backend, BatchPrediction
 from gateway.errors import BackendError, BackendUnavailable, GatewayError
 
@@ -33,16 +42,40 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class TimedPrediction:
+    """One image's scores, the version that produced them, and where its time went."""
+
+    probabilities: np.ndarray  # float32 (num_classes,)
+    version: int
+    queue_seconds: float  # from joining the queue to the start of its model call
+    model_seconds: float  # the model call of the batch it was in
+
+
+@dataclass(frozen=True)
 class _Waiting:
     image: np.ndarray  # uint8 (height, width, 3)
-    answer: "asyncio.Future[tuple[np.ndarray, int]]"
+    answer: "asyncio.Future[TimedPrediction]"
+    request_id: str | None
+    trace: tracing.TraceContext
+    enqueued: float = field(default_factory=time.perf_counter)
+    enqueued_ns: int = field(default_factory=time.time_ns)  # wall clock, for the spans
 
 
 class Batcher:
     """Owns the queue between request handlers and the backend's predict."""
 
-    def __init__(self, backend: Backend, max_size: int, timeout_s: float, concurrency: int):
+    def __init__(
+        self,
+        backend: Backend,
+        max_size: int,
+        timeout_s: float,
+        concurrency: int,
+        *,
+        model: str = "",
+    ):
+        """`model` labels the batcher's metrics (the model name its backend serves)."""
         self._backend = backend
+        self._model = model
         self._max_size = max_size
         self._timeout_s = timeout_s
         self._concurrency = concurrency
@@ -67,10 +100,16 @@ class Batcher:
 
     async def predict_one(self, image: np.ndarray) -> tuple[np.ndarray, int]:
         """Scores for one image and the version that produced them."""
+        timed = await self.predict_timed(image)
+        return timed.probabilities, timed.version
+
+    async def predict_timed(self, image: np.ndarray) -> TimedPrediction:
+        """Scores for one image, its version, its wait in the queue and its model call's time."""
         if self._closed:
             raise _shutting_down()
-        answer: asyncio.Future[tuple[np.ndarray, int]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Waiting(image, answer))
+        answer: asyncio.Future[TimedPrediction] = asyncio.get_running_loop().create_future()
+        waiting = _Waiting(image, answer, request_id.current(), tracing.current_context())
+        self._queue.put_nowait(waiting)
         return await answer
 
     async def _work(self) -> None:
@@ -106,6 +145,14 @@ class Batcher:
                 break
 
     async def _run(self, batch: list[_Waiting]) -> None:
+        # One call may answer several requests: TF Serving is told every id it carries,
+        # comma-separated (an id never holds a comma, request_id.py), and the worker's
+        # own log lines for this call carry them too.
+        ids = request_id.use(",".join(w.request_id for w in batch if w.request_id) or None)
+        started = time.perf_counter()
+        metrics.BATCH_SIZE.labels(model=self._model).observe(len(batch))
+        for waiting in batch:
+            metrics.QUEUE_WAIT_SECONDS.labels(model=self._model).observe(started - waiting.enqueued)
         try:
             result = await self._backend.predict(np.stack([waiting.image for waiting in batch]))
             scores, version = _checked_scores(result, len(batch)), result.version
@@ -114,18 +161,36 @@ class Batcher:
                 logger.error("batched predict failed", exc_info=exc)
             _fail(batch, functools.partial(_copy_for_each_caller, exc))
             return
+        finally:
+            request_id.reset(ids)
+            model_seconds = time.perf_counter() - started
+            _record_spans(batch, started, model_seconds)
         finite = np.isfinite(scores).all(axis=1)
         for row, waiting in enumerate(batch):
             if waiting.answer.done():
                 continue
             if finite[row]:
-                waiting.answer.set_result((scores[row], version))
+                queue_seconds = started - waiting.enqueued
+                waiting.answer.set_result(
+                    TimedPrediction(scores[row], version, queue_seconds, model_seconds)
+                )
             else:
                 # JSON has no NaN: the answer would carry nulls where numbers are promised.
                 logger.error("the model returned non-finite scores for one image")
                 waiting.answer.set_exception(
                     BackendError("The model returned non-finite scores (NaN or infinity).")
                 )
+
+
+def _record_spans(batch: list[_Waiting], started: float, model_seconds: float) -> None:
+    """Each request's `queue` and `model` spans, on its own trace, timed from its wall clock."""
+    for waiting in batch:
+        queued_until = waiting.enqueued_ns + round((started - waiting.enqueued) * 1e9)
+        called_until = queued_until + round(model_seconds * 1e9)
+        tracing.record_span("queue", waiting.trace, waiting.enqueued_ns, queued_until)
+        tracing.record_span(
+            "model", waiting.trace, queued_until, called_until, batch_size=len(batch)
+        )
 
 
 def _by_shape(batch: list[_Waiting]) -> list[list[_Waiting]]:

@@ -12,6 +12,10 @@ pins, the one its label named at the watcher's last look, or else the newest
 AVAILABLE one then. Without it TF Serving would answer from its newest version as
 soon as that is AVAILABLE, with pixels prepared for the old one's input; with it,
 a version already unloaded answers NOT_FOUND and the backend follows the switch.
+
+Each call carries the ids of the requests in its batch as `x-request-id`
+metadata (request_id.py, batching.py), which TF Serving's access to the call's
+metadata (and any proxy in between) can log beside the gateway's own lines.
 """
 
 import time
@@ -20,6 +24,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from gateway import request_id
 from gateway.backend import ModelSignature
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable
 from gateway.tfserving.messages import (
@@ -100,8 +105,11 @@ class GrpcPredictor:
 
     async def _call(self, request: bytes) -> bytes:
         started = time.monotonic()
+        metadata = outbound_metadata()
         try:
-            reply: bytes = await self._predict(request, timeout=self._timeout_seconds)
+            reply: bytes = await self._predict(
+                request, timeout=self._timeout_seconds, metadata=metadata
+            )
             return reply
         except grpc.aio.AioRpcError as exc:
             remaining = self._timeout_seconds - (time.monotonic() - started)
@@ -111,7 +119,10 @@ class GrpcPredictor:
         # the channel may still be backing off: wait (briefly) for it to connect.
         try:
             reply = await self._predict(
-                request, timeout=min(remaining, self._reconnect_seconds), wait_for_ready=True
+                request,
+                timeout=min(remaining, self._reconnect_seconds),
+                metadata=metadata,
+                wait_for_ready=True,
             )
         except grpc.aio.AioRpcError as exc:
             connected = self._channel.get_state() == grpc.ChannelConnectivity.READY
@@ -119,6 +130,15 @@ class GrpcPredictor:
                 raise unreachable() from exc
             raise
         return reply
+
+
+def outbound_metadata() -> tuple[tuple[str, str], ...]:
+    """The call's gRPC metadata: `x-request-id` with the batch's request ids, when known.
+
+    gRPC metadata keys are lower-case; an id is visible ASCII, a valid metadata value.
+    """
+    known = request_id.current()
+    return (("x-request-id", known),) if known else ()
 
 
 def read_reply(reply: bytes, signature: ModelSignature, rows: int) -> tuple[np.ndarray, int | None]:

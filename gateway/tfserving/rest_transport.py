@@ -10,6 +10,9 @@ gateway holds: the version TF_SERVING_URL pins, the one its label named at the
 watcher's last look (watcher.py), or else the newest AVAILABLE one then. The
 answer then carries that version's labels, even while TF Serving switches
 versions (a version already unloaded answers 404).
+
+Each POST carries the ids of the requests in its batch in an `X-Request-ID`
+header (request_id.py, batching.py), for whatever logs requests on the way.
 """
 
 import asyncio
@@ -20,6 +23,7 @@ import httpx
 import numpy as np
 import orjson
 
+from gateway import request_id
 from gateway.backend import ModelSignature
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable
 from gateway.tfserving.predictor import (
@@ -66,9 +70,7 @@ class RestPredictor:
 
     async def _post(self, url: str, body: bytes) -> httpx.Response:
         try:
-            return await self._client.post(
-                url, content=body, headers={"Content-Type": "application/json"}
-            )
+            return await self._client.post(url, content=body, headers=outbound_headers())
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise unreachable() from exc
         except httpx.PoolTimeout as exc:
@@ -79,6 +81,15 @@ class RestPredictor:
             raise BackendError(
                 f"The connection to TF Serving failed mid-request ({type(exc).__name__})."
             ) from exc
+
+
+def outbound_headers() -> dict[str, str]:
+    """The predict POST's headers: JSON, and the batch's request ids when known."""
+    headers = {"Content-Type": "application/json"}
+    known = request_id.current()
+    if known:
+        headers[request_id.HEADER] = known
+    return headers
 
 
 def encode_request(images: np.ndarray, signature: ModelSignature) -> bytes:

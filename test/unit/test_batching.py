@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from gateway.backend import BatchPrediction, ModelSignature, ModelStatus
-from gateway.batching import Batcher
+from gateway.batching import Batcher, TimedPrediction
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError
 
 # Long enough for a loaded two-core machine, short enough that a hang is obvious.
@@ -286,3 +287,53 @@ def test_non_finite_scores_fail_only_their_own_request() -> None:
     assert second.status == 502
     assert "non-finite" in second.detail
     assert (int(first[0][0]), int(third[0][0])) == (1, 3)
+
+
+def sample(name: str, model: str) -> float:
+    value = REGISTRY.get_sample_value(name, {"model": model})
+    return value or 0.0
+
+
+def test_predict_timed_says_where_the_time_went_and_predict_one_still_answers() -> None:
+    backend = CountingBackend(delay_s=0.02)
+
+    async def body(batcher: Batcher) -> tuple[TimedPrediction, tuple[np.ndarray, int]]:
+        timed = await batcher.predict_timed(image(7))
+        return timed, await batcher.predict_one(image(8))
+
+    timed, (scores, version) = asyncio.run(with_batcher(backend, 8, 0.0, body))
+    assert (int(timed.probabilities[0]), timed.version) == (7, 9)
+    assert (int(scores[0]), version) == (8, 9)
+    assert timed.queue_seconds >= 0.0
+    assert timed.model_seconds >= 0.02  # the backend's own sleep, at least
+
+
+def test_one_model_call_is_one_batch_size_and_each_image_one_queue_wait() -> None:
+    backend = CountingBackend(delay_s=0.0)
+    before = {
+        name: sample(name, "resnet")
+        for name in (
+            "gateway_batch_size_count",
+            "gateway_batch_size_sum",
+            "gateway_queue_wait_seconds_count",
+        )
+    }
+
+    async def scenario() -> list[TimedPrediction]:
+        batcher = Batcher(backend, max_size=3, timeout_s=HANG_S, concurrency=1, model="resnet")
+        batcher.start()
+        try:
+            # Three images fill the batch, so the long timeout is never waited for.
+            calls = (batcher.predict_timed(image(n)) for n in range(3))
+            return await asyncio.wait_for(asyncio.gather(*calls), HANG_S)
+        finally:
+            await batcher.close()
+
+    results = asyncio.run(scenario())
+    assert backend.batch_sizes == [3]
+    assert sample("gateway_batch_size_count", "resnet") - before["gateway_batch_size_count"] == 1
+    assert sample("gateway_batch_size_sum", "resnet") - before["gateway_batch_size_sum"] == 3
+    waits = sample("gateway_queue_wait_seconds_count", "resnet")
+    assert waits - before["gateway_queue_wait_seconds_count"] == 3
+    # One call answered all three: they share its duration.
+    assert len({result.model_seconds for result in results}) == 1
