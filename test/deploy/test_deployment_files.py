@@ -1,7 +1,8 @@
 """Checks of the deployment files that need no Docker engine.
 
 docker-compose.yml (with docker-compose.debug.yml), gateway/Dockerfile,
-deploy/tfserving/batching.pbtxt and the stack workflow are validated against
+deploy/tfserving/ (batching.pbtxt, models.config, monitoring.config, parsed as
+TF Serving parses them) and the stack workflow are validated against
 their schema and linter, checked against each other and the pinned
 requirements, and the TF Serving healthcheck is run against a stand-in server
 on 127.0.0.1. The memory formula of README.md's "Deployment security and
@@ -28,10 +29,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from google.protobuf import text_format
 from ruamel.yaml import YAML
 
 from gateway.limits import FORM_OVERHEAD_BYTES
 from gateway.settings import Settings
+from gateway.tfserving.protos.model_server_config_pb2 import ModelServerConfig
+from gateway.tfserving.protos.monitoring_config_pb2 import MonitoringConfig
 from modelexport.contract import CHANNELS, DEFAULT_MODEL_NAME, IMAGE_SIZE
 from modelexport.options import default_model_name
 
@@ -46,6 +50,8 @@ DOCKERIGNORE = ROOT / "gateway" / ".dockerignore"
 GATEWAY_LOCK = ROOT / "gateway" / "requirements.lock"
 EXPORT_REQUIREMENTS = ROOT / "requirements-export.txt"
 BATCHING_FILE = ROOT / "deploy" / "tfserving" / "batching.pbtxt"
+MODELS_CONFIG_FILE = ROOT / "deploy" / "tfserving" / "models.config"
+MONITORING_CONFIG_FILE = ROOT / "deploy" / "tfserving" / "monitoring.config"
 TOOLS_DIR = Path(sys.executable).parent
 
 TF_SERVING = "tensorflow-serving"
@@ -636,10 +642,91 @@ def test_tf_serving_flags_are_spelled_as_the_server_knows_them(tf_serving: dict[
 
 
 def test_tf_serving_batching_file_is_enabled_and_mounted(tf_serving: dict[str, Any]) -> None:
-    flags = dict(argument.removeprefix("--").split("=", 1) for argument in tf_serving["command"])
+    flags = tf_serving_flags(tf_serving)
     # The parameters file without --enable_batching stops the server at start-up.
     assert flags["enable_batching"] == "true"
     assert host_path_of(tf_serving, flags["batching_parameters_file"]) == BATCHING_FILE
+
+
+def tf_serving_flags(tf_serving: dict[str, Any]) -> dict[str, str]:
+    """Return the service's --name=value flags as a mapping."""
+    return dict(argument.removeprefix("--").split("=", 1) for argument in tf_serving["command"])
+
+
+def read_models_config() -> ModelServerConfig:
+    """Parse models.config as TF Serving does (ParseProtoTextFile<ModelServerConfig>)."""
+    config = ModelServerConfig()
+    text_format.Parse(MODELS_CONFIG_FILE.read_text(encoding="utf-8"), config)
+    return config
+
+
+def test_tf_serving_serves_the_model_config_file(tf_serving: dict[str, Any]) -> None:
+    flags = tf_serving_flags(tf_serving)
+    assert host_path_of(tf_serving, flags["model_config_file"]) == MODELS_CONFIG_FILE
+    # Polled, so a new version or a moved label needs no restart; 0 reads it once.
+    assert int(flags["model_config_file_poll_wait_seconds"]) > 0
+    # The start-up config carries labels before any version has loaded.
+    assert flags["allow_version_labels_for_unavailable_models"] == "true"
+
+
+def test_config_files_are_mounted_as_a_folder(
+    tf_serving: dict[str, Any], gateway: dict[str, Any]
+) -> None:
+    # A single-file bind mount keeps the inode it started with: an editor's
+    # save (write new, rename) would never reach TF Serving's poll.
+    for service in (tf_serving, gateway):
+        mounted = {target: (source, ro) for source, target, ro in mounts_of(service)}
+        source, read_only = mounted["/config"]
+        assert (COMPOSE_FILE.parent / source).resolve() == MODELS_CONFIG_FILE.parent
+        assert read_only
+
+
+def test_models_config_serves_both_models_with_stable_and_canary_labels() -> None:
+    models = {config.name: config for config in read_models_config().model_config_list.config}
+    assert set(models) == {"mobilenet", "efficientnet_lite0"}
+    for name, config in models.items():
+        assert config.base_path == f"/models/{name}"
+        assert config.model_platform == "tensorflow"
+        assert set(config.version_labels) == {"stable", "canary"}
+        # `specific` keeps exactly these loaded: a labelled version must be one of them.
+        kept = set(config.model_version_policy.specific.versions)
+        assert set(config.version_labels.values()) <= kept, f"{name}: label on an unloaded version"
+
+
+def test_tf_serving_models_are_under_the_model_mount(tf_serving: dict[str, Any]) -> None:
+    for config in read_models_config().model_config_list.config:
+        assert host_path_of(tf_serving, config.base_path) == ROOT / "models" / config.name
+
+
+def test_gateway_reads_the_model_config_tf_serving_serves(
+    tf_serving: dict[str, Any], gateway: dict[str, Any]
+) -> None:
+    config_file = environment_of(gateway)["MODEL_CONFIG_FILE"]
+    assert host_path_of(gateway, config_file) == MODELS_CONFIG_FILE
+    assert host_path_of(tf_serving, tf_serving_flags(tf_serving)["model_config_file"]) == (
+        MODELS_CONFIG_FILE
+    )
+    served = {config.name for config in read_models_config().model_config_list.config}
+    assert environment_of(gateway)["MODEL_NAME"] in served
+
+
+def test_gateway_routing_file_is_off_unless_set(gateway: dict[str, Any]) -> None:
+    # `ROUTING_FILE: ${ROUTING_FILE:-}`: unset on the host, the gateway must read no file.
+    environment = environment_of(gateway)
+    assert environment["ROUTING_FILE"] == ""
+    settings = Settings(**{name.lower(): value for name, value in environment.items()})
+    assert settings.routing_file is None, (
+        f"ROUTING_FILE='' became {settings.routing_file!r}: empty must mean no routing file"
+    )
+
+
+def test_tf_serving_monitoring_config_enables_prometheus(tf_serving: dict[str, Any]) -> None:
+    flags = tf_serving_flags(tf_serving)
+    assert host_path_of(tf_serving, flags["monitoring_config_file"]) == MONITORING_CONFIG_FILE
+    config = MonitoringConfig()
+    text_format.Parse(MONITORING_CONFIG_FILE.read_text(encoding="utf-8"), config)
+    assert config.prometheus_config.enable
+    assert config.prometheus_config.path == "/monitoring/prometheus/metrics"
 
 
 def status_body(*states: str) -> str:
