@@ -11,40 +11,51 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__, metrics, paths
 from gateway.accounting import PredictAccounting
+from gateway.admin_routes import router as admin_router
 from gateway.admission import ApiKeyAuth, InFlightLimit
 from gateway.backend import Backend
-from gateway.batching import Batcher
+from gateway.decode_budget import MIB, DecodeBudget
+from gateway.fleet import Fleet
+from gateway.golden_check import GoldenChecker, golden_results
+from gateway.lanes import LaneBackendFactory, build_lane_backend
 from gateway.library_settings import apply_library_settings
 from gateway.limits import UploadGuard
-from gateway.pipeline import Classifier
+from gateway.logs import configure_logging
+from gateway.model_config import ModelConfigFile
+from gateway.observability import install_observability
 from gateway.problems import install_problem_handlers
 from gateway.routes import router
 from gateway.settings import Settings
+from gateway.traffic import Traffic
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
 
 logger = logging.getLogger(__name__)
 
 
-def build_backend(settings: Settings) -> Backend:
-    """The backend INFERENCE_BACKEND names."""
-    if settings.inference_backend == "embedded":
-        from gateway.embedded import EmbeddedBackend  # only loaded when chosen
-
-        return EmbeddedBackend(settings)
-    from gateway.tfserving import TFServingBackend
-
-    return TFServingBackend(settings)
-
-
-def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
-    """Build the gateway; tests pass their own settings or backend."""
+def create_app(
+    settings: Settings | None = None,
+    backend: Backend | None = None,
+    lane_backend: LaneBackendFactory = build_lane_backend,
+    span_processor: "SpanProcessor | None" = None,
+) -> FastAPI:
+    """Build the gateway; tests pass their own settings, backends or span processor."""
     settings = settings or Settings()
-    backend = backend or build_backend(settings)
+    configure_logging(settings)
+    # Read now, so a config file that does not parse stops the start with its reason.
+    config_file = (
+        ModelConfigFile(settings.model_config_file, settings.model_base_path)
+        if settings.model_config_file is not None
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,27 +63,28 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         executor = ThreadPoolExecutor(
             max_workers=settings.preprocess_threads, thread_name_prefix="preprocess"
         )
-        await backend.start()
-        batcher = Batcher(
-            backend,
-            max_size=settings.batch_max_size,
-            timeout_s=settings.batch_timeout_ms / 1000.0,
-            concurrency=settings.batch_concurrency,
-        )
-        batcher.start()
+        budget = DecodeBudget(settings.decode_memory_budget_mb * MIB)
+        fleet = Fleet(settings, executor, budget, config_file, lane_backend, backend)
+        await fleet.start()
         app.state.settings = settings
-        app.state.backend = backend
-        app.state.classifier = Classifier(settings, backend, batcher, executor)
-        gauge = asyncio.create_task(_refresh_readiness(backend, settings.status_poll_seconds))
-        logger.info("gateway %s serving with the %s backend", __version__, backend.name)
+        app.state.backend = fleet.default_lane.backend
+        app.state.fleet = fleet
+        app.state.traffic = traffic = Traffic(settings)
+        app.state.golden = golden = GoldenChecker(settings)
+        app.state.classifier = fleet.default_lane.classifier
+        gauge = asyncio.create_task(
+            _refresh_readiness(app.state.backend, fleet, golden, settings.status_poll_seconds)
+        )
+        logger.info("gateway %s serving with the %s backend", __version__, app.state.backend.name)
         try:
             yield
         finally:
             gauge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await gauge
-            await batcher.close()
-            await backend.close()
+            await golden.close()
+            await traffic.close()
+            await fleet.close()
             executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
@@ -84,8 +96,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     install_problem_handlers(app, settings.max_upload_bytes)
     app.include_router(router)
+    app.include_router(admin_router)
     # Each add_middleware wraps the previous ones, so the last added runs first:
-    # accounting -> CORS -> API keys -> in-flight cap -> upload guard -> routes.
+    # request id -> access log -> (trace span) -> accounting -> CORS -> API keys ->
+    # in-flight cap -> upload guard -> routes.
     app.add_middleware(
         UploadGuard,
         max_upload_bytes=settings.max_upload_bytes,
@@ -102,23 +116,36 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-Timeout"],
+            allow_headers=[
+                "Content-Type",
+                "X-API-Key",
+                "Authorization",
+                "X-Request-Timeout",
+                "X-Request-ID",
+            ],
+            expose_headers=["X-Request-ID"],
         )
     app.add_middleware(PredictAccounting)
+    # Outermost: every answer carries its request id, and every request has its line.
+    install_observability(app, settings, span_processor)
     return app
 
 
-async def _refresh_readiness(backend: Backend, every_seconds: float) -> None:
-    """Keep gateway_model_ready fresh between probes, as /health sets it: from status().
+async def _refresh_readiness(
+    backend: Backend, fleet: Fleet, golden: GoldenChecker, every_seconds: float
+) -> None:
+    """Keep gateway_model_ready and the golden checks fresh between probes, as /health does.
 
-    A scrape never waits on the model server, so the gauge is set here, in the
+    A scrape never waits on a model server, so the gauges are set here, in the
     background; status() only reports, and each backend's own watcher (started
     by backend.start()) is what follows new versions.
     """
     while True:
         try:
             status = await backend.status()
-            metrics.record_model_ready(status.ready)
+            checks = await golden_results(golden, fleet)
+            passed = all(check.passed is not False for check in checks)
+            metrics.record_model_ready(status.ready and passed)
         except Exception:
             logger.exception("model status check failed")
         await asyncio.sleep(every_seconds)

@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 # How a version folder becomes a runtime: (folder, EMBEDDED_RUNTIME, threads, copies).
 # The seam tests fake, as httpx's tests fake its transport.
 RuntimeLoader = Callable[[Path, Literal["auto", "tflite", "tensorflow"], int, int], Runtime]
+# Which version folder to serve, given the model's folder: the newest (the default),
+# or one a request pinned (gateway/fleet.py). Raises FileNotFoundError saying why none.
+VersionChooser = Callable[[Path], int]
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,15 @@ class EmbeddedBackend:
 
     name = "embedded"
 
-    def __init__(self, settings: Settings, load: RuntimeLoader = load_runtime):
+    def __init__(
+        self,
+        settings: Settings,
+        load: RuntimeLoader = load_runtime,
+        choose: "VersionChooser | None" = None,
+    ):
         self._settings = settings
         self._load_runtime = load
+        self._choose = choose or newest_version
         # One thread per model call that may run at once (the batcher's concurrency),
         # and one for loads and warm-ups, so a version warming up takes none of them.
         self._executor = ThreadPoolExecutor(
@@ -149,7 +158,7 @@ class EmbeddedBackend:
         """Load the newest version folder if it is newer than the one serving and is due."""
         loop = asyncio.get_running_loop()
         try:
-            newest = newest_version(self._settings.model_dir)
+            newest = self._choose(self._settings.model_dir)
         except FileNotFoundError as exc:
             self._missing = str(exc)  # every folder gone: keep serving the version in memory
             return
@@ -233,15 +242,31 @@ class EmbeddedBackend:
 VERSION_FOLDER = re.compile(r"[1-9][0-9]{0,17}|0")
 
 
-def newest_version(model_dir: Path) -> int:
-    """The highest numeric version folder, as TF Serving's `latest` policy picks it."""
+def version_folders(model_dir: Path) -> list[int]:
+    """Every version folder's number, unsorted; FileNotFoundError if the folder cannot be listed."""
     try:
         children = [child for child in model_dir.iterdir() if child.is_dir()]
     except OSError as exc:
         raise FileNotFoundError(
             f"cannot list MODEL_BASE_PATH/{model_dir.name}: {exc.strerror}"
         ) from exc
-    versions = [int(child.name) for child in children if VERSION_FOLDER.fullmatch(child.name)]
+    return [int(child.name) for child in children if VERSION_FOLDER.fullmatch(child.name)]
+
+
+def pinned_version(version: int) -> VersionChooser:
+    """A chooser that serves `version` only, while its folder is there."""
+
+    def choose(model_dir: Path) -> int:
+        if not (model_dir / str(version)).is_dir():
+            raise FileNotFoundError(f"version {version} of {model_dir.name} is not on disk")
+        return version
+
+    return choose
+
+
+def newest_version(model_dir: Path) -> int:
+    """The highest numeric version folder, as TF Serving's `latest` policy picks it."""
+    versions = version_folders(model_dir)
     if not versions:
         raise FileNotFoundError(
             f"no numeric version folder under MODEL_BASE_PATH/{model_dir.name}; "

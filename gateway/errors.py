@@ -97,6 +97,18 @@ class NotFound(GatewayError):
     status, code, title = 404, "not_found", "Not found"
 
 
+class UnknownModel(GatewayError):
+    """?model= names a model the gateway does not serve."""
+
+    status, code, title = 404, "unknown_model", "Unknown model"
+
+
+class UnknownVersion(GatewayError):
+    """?version= or ?label= names a version (or label) the model does not serve."""
+
+    status, code, title = 404, "unknown_version", "Unknown model version"
+
+
 class MethodNotAllowed(GatewayError):
     status, code, title = 405, "method_not_allowed", "Method not allowed"
 
@@ -117,6 +129,18 @@ class DeadlineExceeded(GatewayError):
 
 class Unauthorized(GatewayError):
     status, code, title = 401, "unauthorized", "Missing or unknown API key"
+
+
+class AdminDisabled(GatewayError):
+    """An admin endpoint called while API keys are off: anyone could change the routing."""
+
+    status, code, title = 403, "admin_disabled", "Admin endpoints need API keys"
+
+
+class RoutingNotSaved(GatewayError):
+    """PUT /admin/routing could not write ROUTING_FILE; the routing in force is unchanged."""
+
+    status, code, title = 500, "routing_not_saved", "Routing not saved"
 
 
 class ClientClosedRequest(GatewayError):

@@ -45,6 +45,79 @@ DECODE_MEMORY_RESERVED = Gauge(
 )
 
 
+# Per model and version: where a request's time goes, and how the models answer.
+# `version` is the version that answered, as a string; `label` the version label
+# the request was routed by ("" when it named none).
+_STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+IN_FLIGHT = Gauge("gateway_in_flight_requests", "POST /predict requests being handled now")
+STAGE_SECONDS = Histogram(
+    "gateway_stage_seconds",
+    "Time per request in each stage: upload, decode, queue, model, ranking, total",
+    ["model", "stage"],
+    buckets=_STAGE_BUCKETS,
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "gateway_queue_wait_seconds",
+    "Time an image waits in the batcher before its model call starts",
+    ["model"],
+    buckets=_STAGE_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "gateway_batch_size",
+    "Images per model call",
+    ["model"],
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
+)
+OVERHEAD_SECONDS = Histogram(
+    "gateway_overhead_seconds",
+    "Gateway time per successful request: total minus the model call",
+    ["model", "version"],
+    buckets=_STAGE_BUCKETS,
+)
+PREDICTIONS = Counter(
+    "gateway_predictions",
+    "Successful predictions by the model and version that answered, and the label routed by",
+    ["model", "version", "label"],
+)
+TOP1_CONFIDENCE = Histogram(
+    "gateway_top1_confidence",
+    "The top-1 probability of each prediction",
+    ["model", "version"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
+LOW_CONFIDENCE = Counter(
+    "gateway_low_confidence_predictions",
+    "Predictions whose top-1 probability is below LOW_CONFIDENCE_THRESHOLD",
+    ["model", "version"],
+)
+CLASS_DRIFT = Gauge(
+    "gateway_class_drift",
+    "Distance (0 = same, 1 = disjoint) between recent top-1 classes and the reference distribution",
+    ["model", "version"],
+)
+SHADOW_COMPARISONS = Counter(
+    "gateway_shadow_comparisons",
+    "Shadow requests answered, by whether the shadow's top-1 equals the primary's",
+    ["model", "primary_version", "shadow_version", "top1"],
+)
+SHADOW_L1_DISTANCE = Histogram(
+    "gateway_shadow_l1_distance",
+    "L1 distance between the primary's and the shadow's probabilities",
+    ["model", "primary_version", "shadow_version"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+)
+SHADOW_SKIPPED = Counter(
+    "gateway_shadow_skipped",
+    "Shadow requests not made or not compared, by reason",
+    ["model", "reason"],
+)
+GOLDEN_CHECK_PASSED = Gauge(
+    "gateway_golden_check_passed",
+    "1 when the version's golden answer was reproduced end to end at the last check, else 0",
+    ["model", "version"],
+)
+
+
 def record_model_ready(ready: bool) -> None:
     """Set gateway_model_ready from a readiness just learned (the status poller's or /health's)."""
     MODEL_READY.set(1 if ready else 0)

@@ -14,6 +14,8 @@ PREDICT = "/predict"
 METRICS = "/metrics"
 METRICS_PROMETHEUS = "/metrics/prometheus"
 MODEL = "/model"
+MODELS = "/models"
+ADMIN_ROUTING = "/admin/routing"
 DOCS = "/docs"
 
 

@@ -11,7 +11,9 @@ import time
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
-from gateway import metrics
+import numpy as np
+
+from gateway import metrics, tracing
 from gateway.backend import Backend
 from gateway.batching import Batcher
 from gateway.deadlines import current_deadline
@@ -33,18 +35,35 @@ class Classification:
     version: int
     assets: ModelAssets
     preprocess_ms: float
-    inference_ms: float
+    inference_ms: float  # queue wait plus the model call, as the original reported it
+    queue_ms: float
+    model_ms: float
+    ranking_ms: float
+    probabilities: np.ndarray  # the whole row, for quality signals and shadow comparisons
 
 
 class Classifier:
     """Turns uploaded bytes into ranked, labelled predictions."""
 
-    def __init__(self, settings: Settings, backend: Backend, batcher: Batcher, executor: Executor):
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        batcher: Batcher,
+        executor: Executor,
+        budget: DecodeBudget | None = None,
+    ):
         self._settings = settings
         self._backend = backend
         self._batcher = batcher
         self._executor = executor
-        self._budget = DecodeBudget(settings.decode_memory_budget_mb * MIB)
+        # One budget for the whole process: every model's classifier shares it.
+        self._budget = budget or DecodeBudget(settings.decode_memory_budget_mb * MIB)
+        # Labelled once: .labels() looks the child up under a lock on every call.
+        self._stage_seconds = {
+            stage: metrics.STAGE_SECONDS.labels(settings.model_name, stage)
+            for stage in ("decode", "queue", "model", "ranking")
+        }
 
     async def classify(
         self, data: bytes, top_k: int, deadline: float | None = None
@@ -55,22 +74,38 @@ class Classifier:
         signature = await self._backend.signature()
 
         started = time.perf_counter()
-        prepared = await self._prepare(data, signature.image_size, deadline)
+        with tracing.stage("decode"):
+            prepared = await self._prepare(data, signature.image_size, deadline)
         decoded = time.perf_counter()
-        probabilities, version = await self._batcher.predict_one(prepared.pixels)
+        # The batcher records the queue and model spans: its worker knows when each began.
+        answer = await self._batcher.predict_timed(prepared.pixels)
         inferred = time.perf_counter()
         metrics.DECODE_SECONDS.observe(decoded - started)
         metrics.INFERENCE_SECONDS.observe(inferred - decoded)
 
-        assets = load_assets(self._settings.model_dir, version, len(probabilities))
+        with tracing.stage("ranking"):
+            assets = load_assets(
+                self._settings.model_dir, answer.version, answer.probabilities.size
+            )
+            predictions = rank_top_k(answer.probabilities, top_k, assets.labels)
+        ranked = time.perf_counter()
+        stages = self._stage_seconds
+        stages["decode"].observe(decoded - started)
+        stages["queue"].observe(answer.queue_seconds)
+        stages["model"].observe(answer.model_seconds)
+        stages["ranking"].observe(ranked - inferred)
         return Classification(
-            predictions=rank_top_k(probabilities, top_k, assets.labels),
+            predictions=predictions,
             original_size=prepared.original_size,
             image_format=prepared.format,
-            version=version,
+            version=answer.version,
             assets=assets,
             preprocess_ms=(decoded - started) * 1000.0,
             inference_ms=(inferred - decoded) * 1000.0,
+            queue_ms=answer.queue_seconds * 1000.0,
+            model_ms=answer.model_seconds * 1000.0,
+            ranking_ms=(ranked - inferred) * 1000.0,
+            probabilities=answer.probabilities,
         )
 
     async def _prepare(

@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway import paths
+from gateway import paths, request_id
 from gateway.errors import (
     BadRequest,
     ClientClosedRequest,
@@ -89,6 +89,9 @@ class _ProblemResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[_SENT_CODE_KEY] = self.code
+        # A 500 is sent by Starlette's outermost handler, outside the request-id middleware.
+        if known := request_id.of_scope(scope):
+            self.headers[request_id.HEADER] = known
         await super().__call__(scope, receive, send)
 
 
@@ -113,7 +116,7 @@ def install_problem_handlers(app: FastAPI, max_upload_bytes: int) -> None:
         assert isinstance(exc, GatewayError)
         return problem_response(exc)
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 413:
             return problem_response(PayloadTooLarge.over(max_upload_bytes))
@@ -123,8 +126,12 @@ def install_problem_handlers(app: FastAPI, max_upload_bytes: int) -> None:
             return problem_response(
                 ClientClosedRequest("The client closed the connection during the upload.")
             )
-        # Starlette's own headers matter: a 405 must say what is Allowed.
-        return problem_response(_from_http_exception(exc), headers=exc.headers)
+        headers = dict(exc.headers or {})
+        # Starlette's Allow names the first route on the path only; a path served by
+        # two routes (GET and PUT /admin/routing) must list both (RFC 9110 §15.5.6).
+        if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+            headers["Allow"] = ", ".join(allowed)
+        return problem_response(_from_http_exception(exc), headers=headers)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -155,6 +162,13 @@ def from_validation_errors(errors: Any) -> GatewayError:
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors
     )
     return InvalidRequest(summary or "The request is not valid.")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API document declares for the request's path (it is built once)."""
+    declared = request.app.openapi().get("paths", {}).get(request.url.path, {})
+    methods = {method.upper() for method in declared}
+    return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
 
 
 def _from_http_exception(exc: HTTPException) -> GatewayError:

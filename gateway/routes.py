@@ -10,17 +10,27 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import PlainTextResponse, Response
 
-from gateway import __version__, metrics, paths
+from gateway import __version__, metrics, paths, tracing
 from gateway.backend import Backend, ModelStatus
-from gateway.deadlines import request_timeout, run_bounded
-from gateway.errors import BackendUnavailable, PayloadTooLarge
+from gateway.deadlines import current_deadline, request_timeout, run_bounded
+from gateway.errors import BackendUnavailable, InvalidRequest, PayloadTooLarge
+from gateway.fleet import Fleet
+from gateway.golden_check import GoldenChecker, golden_results
 from gateway.image_formats import accepted_format_names
+from gateway.lanes import Lane
 from gateway.model_assets import ModelAssets, load_assets
-from gateway.pipeline import Classifier
+from gateway.models_document import models_document, signature_summary
+from gateway.pipeline import Classification, Classifier
 from gateway.problems import documented
 from gateway.settings import Settings
+from gateway.target import Target
+from gateway.traffic import Traffic
 
 MAX_TOP_K = 1001
+INT64_MAX = 2**63 - 1
+# Model names and version labels a request may give: what a folder name or a
+# TF Serving label can safely be, and nothing that needs escaping in a URL.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 # The names and sentences the original API sent; its clients match on them.
 SERVICE_NAME = "ml-inference-gateway"
 PREDICT_NOTE = "Class IDs correspond to ImageNet labels. Top prediction is first."
@@ -31,10 +41,15 @@ ENDPOINTS = {
     f"GET {paths.HEALTH}": "readiness: 200 when a model version is AVAILABLE, else 503",
     f"GET {paths.HEALTH_READY}": f"same as {paths.HEALTH}",
     f"GET {paths.HEALTH_LIVE}": "liveness: 200 while the process serves; never asks the model",
-    f"POST {paths.PREDICT}": f"multipart field 'file' = an image; optional ?top_k=1..{MAX_TOP_K}",
+    f"POST {paths.PREDICT}": (
+        f"multipart field 'file' = an image; optional ?top_k=1..{MAX_TOP_K}, "
+        "?model=NAME, and ?version=N or ?label=NAME"
+    ),
+    f"GET {paths.MODELS}": "every model served, its versions, their states, labels and signatures",
     f"GET {paths.METRICS}": "request counters and latencies as JSON",
     f"GET {paths.METRICS_PROMETHEUS}": "the same series in Prometheus text format",
     f"GET {paths.MODEL}": "the served model version, its signature and provenance",
+    f"GET|PUT {paths.ADMIN_ROUTING}": "the canary split and shadow routing (API keys required)",
     f"GET {paths.DOCS}": "OpenAPI UI",
 }
 
@@ -59,7 +74,25 @@ async def _classifier(request: Request) -> Classifier:
     return classifier
 
 
+async def _fleet(request: Request) -> Fleet:
+    fleet: Fleet = request.app.state.fleet
+    return fleet
+
+
+async def _traffic(request: Request) -> Traffic:
+    traffic: Traffic = request.app.state.traffic
+    return traffic
+
+
+async def _golden(request: Request) -> GoldenChecker:
+    golden: GoldenChecker = request.app.state.golden
+    return golden
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
+GoldenDep = Annotated[GoldenChecker, Depends(_golden)]
+TrafficDep = Annotated[Traffic, Depends(_traffic)]
+FleetDep = Annotated[Fleet, Depends(_fleet)]
 BackendDep = Annotated[Backend, Depends(_backend)]
 ClassifierDep = Annotated[Classifier, Depends(_classifier)]
 
@@ -113,8 +146,16 @@ _NOT_READY: dict[int | str, dict[str, Any]] = {
 @router.get(
     paths.HEALTH_READY, summary="Readiness: a model version is AVAILABLE", responses=_NOT_READY
 )
-async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
+async def readiness(
+    settings: SettingsDep, backend: BackendDep, fleet: FleetDep, golden: GoldenDep
+) -> Response:
     status = await backend.status()
+    checks = await golden_results(golden, fleet)
+    failing = [check for check in checks if check.passed is False]
+    if failing and status.ready:
+        wrong = failing[0]
+        detail = f"{wrong.model} version {wrong.version} fails its golden check: {wrong.detail}"
+        status = replace(status, ready=False, detail=detail)
     metrics.record_model_ready(status.ready)
     files = await _assets_for(settings, backend, status)
     assets = files or ModelAssets()
@@ -132,6 +173,8 @@ async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
         body["model_files"] = files.report()
     if status.document is not None:
         body["model"] = status.document
+    if checks:
+        body["golden_checks"] = [check.report() for check in checks]
     if not status.ready:
         body["error"] = status.detail or f"no version is AVAILABLE (state {status.state})"
     if status.detail:
@@ -147,7 +190,7 @@ async def readiness(settings: SettingsDep, backend: BackendDep) -> Response:
 @router.post(
     paths.PREDICT,
     summary="Classify one image",
-    responses=documented(400, 401, 408, 413, 415, 422, 502, 503, 504),
+    responses=documented(400, 401, 404, 408, 413, 415, 422, 502, 503, 504),
 )
 async def predict(
     request: Request,
@@ -160,18 +203,31 @@ async def predict(
         ),
     ],
     settings: SettingsDep,
-    backend: BackendDep,
-    classifier: ClassifierDep,
+    fleet: FleetDep,
+    traffic: TrafficDep,
     top_k: Annotated[int | None, Query(ge=1, le=MAX_TOP_K)] = None,
+    model: Annotated[
+        str | None, Query(pattern=NAME_PATTERN, description="default: MODEL_NAME")
+    ] = None,
+    version: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
+    label: Annotated[
+        str | None, Query(pattern=NAME_PATTERN, description="a version label: stable, canary")
+    ] = None,
 ) -> Response:
     started = time.perf_counter()
-    data = await file.read(settings.max_upload_bytes + 1)
+    if version is not None and label is not None:
+        raise InvalidRequest("Give ?version= or ?label=, not both.")
+    routed = traffic.route(Target(model or settings.model_name, version, label), request.headers)
+    target = routed.target
+    with tracing.stage("upload"):
+        data = await file.read(settings.max_upload_bytes + 1)
+    uploaded = time.perf_counter()
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLarge.over(settings.max_upload_bytes)
     timeout = request_timeout(request.headers, settings.request_timeout_seconds)
-    result = await run_bounded(
-        classifier.classify(data, top_k or settings.default_top_k), request.receive, timeout
-    )
+    top = top_k or settings.default_top_k
+    lane, result = await run_bounded(_classify(fleet, target, data, top), request.receive, timeout)
+    low_confidence = traffic.record(fleet, routed, result, data)
     width, height = result.original_size
     body: dict[str, Any] = {
         "success": True,
@@ -185,21 +241,68 @@ async def predict(
         "preprocess_time_ms": round(result.preprocess_ms, 2),
         "total_time_ms": round((time.perf_counter() - started) * 1000.0, 2),
         "model": {
-            "name": settings.model_name,
+            "name": target.model,
             "version": str(result.version),
-            "backend": backend.name,
+            "backend": lane.backend.name,
             "weights": result.assets.weights,
             "weights_source": result.assets.export_info.source,
         },
         "note": PREDICT_NOTE,
+        "low_confidence": low_confidence,
+        "routing": {"chosen_by": routed.chosen_by, "target": target.describe()},
     }
+    if target.label is not None:
+        body["model"]["label"] = target.label
     if result.assets.warning:
         body["warning"] = result.assets.warning
     if result.assets.labels_warning:
         body["labels_warning"] = result.assets.labels_warning
     if result.assets.problems:
         body["model_files"] = result.assets.report()
-    return json_response(body)
+    total = time.perf_counter() - started
+    _record_stages(request, target, result, uploaded - started, total)
+    return json_response(body, headers={"X-Model-Version": str(result.version)})
+
+
+def _record_stages(
+    request: Request, target: Target, result: Classification, upload_s: float, total_s: float
+) -> None:
+    """Time per stage into the metrics and, for the access line, the request's state."""
+    version = str(result.version)
+    metrics.STAGE_SECONDS.labels(target.model, "upload").observe(upload_s)
+    metrics.STAGE_SECONDS.labels(target.model, "total").observe(total_s)
+    metrics.OVERHEAD_SECONDS.labels(target.model, version).observe(
+        max(0.0, total_s - result.model_ms / 1000.0)
+    )
+    request.state.access_log = {
+        "model": target.model,
+        "version": version,
+        "label": target.label or "",
+        "stages_ms": {
+            "upload": round(upload_s * 1000.0, 3),
+            "decode": round(result.preprocess_ms, 3),
+            "queue": round(result.queue_ms, 3),
+            "model": round(result.model_ms, 3),
+            "ranking": round(result.ranking_ms, 3),
+        },
+    }
+
+
+async def _classify(
+    fleet: Fleet, target: Target, data: bytes, top_k: int
+) -> tuple[Lane, Classification]:
+    """Find (or open) the target's lane, then classify there, all within the request's deadline."""
+    lane = await fleet.lane_for(target, current_deadline())
+    return lane, await lane.classifier.classify(data, top_k)
+
+
+@router.get(
+    paths.MODELS,
+    summary="Every model served: versions, states, labels, provenance, signatures",
+    responses=documented(401),
+)
+async def models(settings: SettingsDep, fleet: FleetDep) -> Response:
+    return json_response(await models_document(fleet, settings.model_name))
 
 
 @router.get(paths.METRICS, summary="Counters and latencies as JSON", responses=documented(401))
@@ -261,18 +364,7 @@ async def model(settings: SettingsDep, backend: BackendDep) -> Response:
         **signature.metadata,
         **_model_summary(settings, status, assets),
         **backend.describe(),
-        "signature": {
-            "name": signature.signature_name,
-            "inputs": {
-                signature.input_name: {
-                    "dtype": "uint8",
-                    "shape": [-1, signature.image_size[1], signature.image_size[0], 3],
-                }
-            },
-            "outputs": {
-                signature.output_name: {"dtype": "float32", "shape": [-1, signature.num_classes]}
-            },
-        },
+        "signature": signature_summary(signature),
         "num_classes": signature.num_classes,
         "labels_available": len(assets.labels) == signature.num_classes,
         "exported_at": info.exported_at,

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     tf_serving_url: str = "http://localhost:8501/v1/models/mobilenet:predict"
     model_name: str = Field(default="mobilenet", pattern=r"^[A-Za-z0-9_.-]+$")
     model_base_path: Path = Path("models")
+    # This model's folder of numbered versions, when it is not MODEL_BASE_PATH/MODEL_NAME
+    # (a model config file's base_path may name any folder).
+    model_path: Path | None = None
 
     # gRPC sends pixels as one binary tensor; REST as JSON integers (see README, Performance).
     tf_serving_transport: Literal["grpc", "rest"] = "grpc"
@@ -86,6 +89,27 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None
     # Origins allowed to call the API from a browser (comma-separated); empty = CORS off.
     cors_allow_origins: str = ""
+
+    # Several models, their versions and version labels: TF Serving's text-format
+    # ModelServerConfig (`--model_config_file`), read by the gateway too; empty =
+    # MODEL_NAME alone, its newest version. Re-read every MODEL_CONFIG_POLL_SECONDS.
+    model_config_file: Path | None = None
+    model_config_poll_seconds: PositiveFloat = 5.0
+    # Canary split and shadow traffic (docs/rollouts.md): a JSON file re-read while
+    # serving, also replaced through PUT /admin/routing (API keys required).
+    routing_file: Path | None = None
+    # A prediction whose top-1 probability is below this is flagged low_confidence.
+    low_confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Readiness replays each served version's golden answer at most this often.
+    golden_check_seconds: PositiveFloat = 60.0
+    # Top-1 classes remembered per version for the class-distribution drift gauge.
+    drift_window: PositiveInt = 1000
+
+    # Logs: "text" for people, "json" for one object per line (collectors).
+    log_format: Literal["text", "json"] = "text"
+    # OpenTelemetry traces of each request's stages, exported over OTLP when set.
+    otel_exporter_otlp_endpoint: str = ""
+    otel_service_name: str = "ml-inference-gateway"
 
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -154,6 +178,12 @@ class Settings(BaseSettings):
         path: str = match["model"] if match else parts.path.removesuffix(":predict")
         return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
+    @field_validator("model_config_file", "routing_file", "model_path", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        # Compose passes `${ROUTING_FILE:-}` as an empty string: no file, not Path(".").
+        return None if value == "" else value
+
     @field_validator("model_name")
     @classmethod
     def _check_model_name(cls, name: str) -> str:
@@ -191,4 +221,4 @@ class Settings(BaseSettings):
     @cached_property  # on the request path: built once, not per call
     def model_dir(self) -> Path:
         """Where this model's numbered versions live on local disk."""
-        return self.model_base_path / self.model_name
+        return self.model_path or self.model_base_path / self.model_name

@@ -5,8 +5,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from fake_backend import FakeBackend
 from gateway.app import create_app
 from gateway.backend import Backend
+from gateway.lanes import build_lane_backend
 from gateway.settings import Settings
 
 
@@ -34,7 +36,8 @@ async def in_process(settings: Settings, backend: Backend) -> AsyncIterator[http
     uvicorn would. An exception that escapes the app becomes the 500 a real client
     would get, not an exception in the test.
     """
-    app = create_app(settings, backend)
+    lanes = backend.open_lane if isinstance(backend, FakeBackend) else build_lane_backend
+    app = create_app(settings, backend, lanes)
     transport = httpx.ASGITransport(app, raise_app_exceptions=False)
     async with (
         app.router.lifespan_context(app),

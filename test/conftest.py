@@ -10,7 +10,8 @@ import pytest
 from gateway.library_settings import apply_library_settings
 from processes import ROOT, Process, answers, child_env, gateway, gateway_for, tfserving_double
 
-pytest_plugins = ["real_weights"]  # efficientnet_model_dir: real ImageNet weights, see there
+# efficientnet_model_dir: real ImageNet weights; fault_export: a deliberately broken version.
+pytest_plugins = ["real_weights", "fault_export"]
 
 CAT_JPEG = ROOT / "test" / "cat.jpg"
 

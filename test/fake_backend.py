@@ -20,8 +20,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from gateway.backend import BatchPrediction, ModelSignature, ModelStatus
 from gateway.errors import BackendUnavailable
 from gateway.model_assets import EXPORT_INFO_FILE, LABELS_FILE
+from gateway.model_config import ModelEntry
 from gateway.serving_documents import metadata_document, status_document
 from gateway.settings import Settings
+from gateway.target import Target
 
 MODEL_NAME = "mobilenet"
 NUM_CLASSES = 1001
@@ -76,6 +78,15 @@ class FakeBackend:
         self.predicting = asyncio.Event()  # set once predict has been called
         self.started = False
         self.closed = False
+
+    def open_lane(self, settings: Settings, entry: ModelEntry, target: Target) -> "FakeBackend":
+        """A backend for another version's lane: this one's scores and shape, that version."""
+        return FakeBackend(
+            version=target.version or self.version,
+            scores=self.scores,
+            image_size=self.image_size,
+            num_classes=self.num_classes,
+        )
 
     def describe(self) -> dict[str, str]:
         return {"backend": self.name, "transport": "in-process"}
@@ -162,4 +173,7 @@ class GivenSettings(Settings):
 
 def fake_settings(model_root: Path, **overrides: Any) -> Settings:
     """Settings for an in-process gateway serving `model_root`, validated as at start-up."""
+    # In-process semantics: versions are the folders under model_root, and lanes for
+    # other versions get their own FakeBackend (FakeBackend.open_lane), not TF Serving.
+    overrides.setdefault("inference_backend", "embedded")
     return GivenSettings(model_name=MODEL_NAME, model_base_path=model_root, **overrides)

@@ -46,6 +46,9 @@ OPERATIONS = [
     ("GET", "/metrics"),
     ("GET", "/metrics/prometheus"),
     ("GET", "/model"),
+    ("GET", "/models"),
+    ("GET", "/admin/routing"),
+    ("PUT", "/admin/routing"),
     ("POST", "/predict"),
 ]
 WITH_INPUTS = [("POST", "/predict")]
@@ -58,7 +61,8 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def build_app(model_files: Path) -> FastAPI:
     """The gateway with default settings and a healthy fake model."""
-    return create_app(fake_settings(model_files), FakeBackend())
+    backend = FakeBackend()
+    return create_app(fake_settings(model_files), backend, backend.open_lane)
 
 
 @pytest.fixture(scope="module")

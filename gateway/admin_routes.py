@@ -1,0 +1,72 @@
+"""The admin endpoints: read and replace the canary split and shadow routing at run time.
+
+They exist only behind API keys: with API_KEYS unset anyone who reaches the port
+could send every user to a candidate version, so they answer 403 then. The new
+routing is validated whole before it takes force (422 naming each problem), and
+written to ROUTING_FILE atomically when there is one, so a restart keeps it.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from gateway import paths
+from gateway.errors import AdminDisabled, InvalidRequest, RoutingNotSaved
+from gateway.problems import documented
+from gateway.routes import json_response
+from gateway.routing_file import RoutingFileError
+from gateway.settings import Settings
+from gateway.traffic import Traffic
+from gateway.traffic_split import RoutingError, validate_routing
+
+router = APIRouter()
+
+
+async def _admin_traffic(request: Request) -> Traffic:
+    settings: Settings = request.app.state.settings
+    if not settings.accepted_api_keys():
+        raise AdminDisabled("Set API_KEYS (or API_KEYS_FILE) to use the admin endpoints.")
+    traffic: Traffic = request.app.state.traffic
+    return traffic
+
+
+AdminTraffic = Annotated[Traffic, Depends(_admin_traffic)]
+
+
+def _routing_body(traffic: Traffic) -> dict[str, Any]:
+    body: dict[str, Any] = {"routing": traffic.routing.current().model_dump(exclude_none=True)}
+    if traffic.routing.path is not None:
+        body["routing_file"] = traffic.routing.path.name
+    if traffic.routing.error:
+        body["routing_file_error"] = traffic.routing.error
+    return body
+
+
+@router.get(
+    paths.ADMIN_ROUTING,
+    summary="The canary split and shadow routing in force",
+    responses=documented(401, 403),
+)
+async def get_routing(traffic: AdminTraffic) -> Response:
+    return json_response(_routing_body(traffic))
+
+
+@router.put(
+    paths.ADMIN_ROUTING,
+    summary="Replace the canary split and shadow routing (docs/rollouts.md)",
+    responses=documented(401, 403, 422, 500),
+)
+async def put_routing(
+    traffic: AdminTraffic, document: Annotated[dict[str, Any], Body()]
+) -> Response:
+    try:
+        config = validate_routing(document)
+    except RoutingError as exc:
+        raise InvalidRequest(f"The routing was not changed: {exc}") from None
+    try:
+        await run_in_threadpool(traffic.routing.replace, config)  # it writes and fsyncs
+    except RoutingFileError as exc:
+        raise RoutingNotSaved(f"The routing was not changed: {exc}") from None
+    return json_response(_routing_body(traffic))

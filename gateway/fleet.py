@@ -1,0 +1,325 @@
+"""Every model and version the gateway answers for, each through its own lane.
+
+A request names a target (gateway/target.py): a model (default MODEL_NAME), and
+optionally one version or one version label. The fleet checks the target
+exists, opens its lane the first time (gateway/lanes.py), and hands it back.
+What exists comes from the model set (MODEL_CONFIG_FILE, or MODEL_NAME alone,
+gateway/model_config.py) and from what is served:
+
+- In-process, a model's served versions are its version folders that its
+  version policy keeps; a label names a version through the config file, so a
+  label's request is answered by that version's lane.
+- With TF Serving, a version is served while TF Serving lists it AVAILABLE, and
+  a label is whatever TF Serving resolves it to: a label's lane is pinned to
+  `/labels/L` and follows the label when it moves, as a TF_SERVING_URL pin does.
+
+With a config file, every served version's lane is opened ahead of requests
+(in-process: loaded and warmed), so each can answer, and be checked, at once.
+Only a check when a lane is opened asks anyone; the lane's own watcher follows
+it afterwards. A watcher here (the only place lanes are retired) re-reads the
+config file and closes lanes whose version or label is no longer served, after
+a grace period for the requests they hold.
+"""
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import Executor
+
+from gateway.backend import Backend, ModelSignature
+from gateway.decode_budget import DecodeBudget
+from gateway.embedded import version_folders
+from gateway.errors import BackendUnavailable, UnknownModel, UnknownVersion
+from gateway.lanes import (
+    Lane,
+    LaneBackendFactory,
+    build_lane_backend,
+    lane_settings,
+    open_lane,
+)
+from gateway.model_config import ModelConfigFile, ModelEntry, ModelSet, single_model
+from gateway.settings import Settings
+from gateway.target import Target
+from gateway.tfserving.catalog import TFServingCatalog, VersionState
+
+logger = logging.getLogger(__name__)
+
+# Lanes open at once, at most: each holds a backend (in-process, a loaded model).
+MAX_LANES = 64
+
+
+class Fleet:
+    """Opens, finds and retires lanes; the default model's default lane is the app's backend."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        executor: Executor,
+        budget: DecodeBudget,
+        config_file: ModelConfigFile | None = None,
+        lane_backend: LaneBackendFactory = build_lane_backend,
+        default_backend: Backend | None = None,
+    ):
+        self._settings = settings
+        self._lane_backend = lane_backend
+        self._executor = executor
+        self._budget = budget
+        self._config_file = config_file
+        self._models = config_file.models if config_file else single_model(settings)
+        if settings.model_name not in self._models.models:
+            raise ValueError(
+                f"MODEL_NAME {settings.model_name!r} is not one of the models in "
+                f"MODEL_CONFIG_FILE: {', '.join(self._models.names())}"
+            )
+        self._embedded = settings.inference_backend == "embedded"
+        self._catalog = None if self._embedded else TFServingCatalog(settings)
+        default = Target(settings.model_name)
+        if default_backend is None:
+            entry = self._models.models[settings.model_name]
+            default_backend = lane_backend(lane_settings(settings, entry, default), entry, default)
+        self.default_lane = open_lane(settings, default, default_backend, executor, budget)
+        self._lanes: dict[Target, Lane] = {default: self.default_lane}
+        self._opening: dict[Target, asyncio.Task[Lane]] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def models(self) -> ModelSet:
+        return self._models
+
+    @property
+    def config_error(self) -> str:
+        """Why MODEL_CONFIG_FILE as it is now is not in force; "" when it is (or there is none)."""
+        return self._config_file.error if self._config_file else ""
+
+    def lanes(self) -> list[Lane]:
+        return list(self._lanes.values())
+
+    def lanes_by_version(self) -> dict[tuple[str, int], Lane]:
+        """One lane for each (model, version) some lane serves now."""
+        found: dict[tuple[str, int], Lane] = {}
+        for lane in self._lanes.values():
+            version = lane.backend.served_version()
+            if version is not None:
+                found.setdefault((lane.target.model, version), lane)
+        return found
+
+    async def start(self) -> None:
+        await self.default_lane.start()
+        await self._follow()  # with a config file, in-process versions start loading now
+        self._watcher = asyncio.create_task(self._watch(), name="fleet-watcher")
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for task in [*self._opening.values(), *self._retiring]:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        for lane in self._lanes.values():
+            await lane.close()
+        if self._catalog is not None:
+            await self._catalog.close()
+
+    def entry(self, model: str) -> ModelEntry:
+        """The configured model named `model`; UnknownModel naming those served."""
+        entry = self._models.models.get(model)
+        if entry is None:
+            raise UnknownModel(
+                f"Model {model!r} is not served here; served models: "
+                f"{', '.join(self._models.names())}."
+            )
+        return entry
+
+    async def lane_for(self, target: Target, deadline: float | None = None) -> Lane:
+        """The lane answering `target`, opened and ready; 404 for what is not served."""
+        lane = self._lanes.get(target)
+        if lane is not None:
+            return lane
+        entry = self.entry(target.model)
+        if target.label is not None:
+            target = await self._label_target(entry, target.label)
+            lane = self._lanes.get(target)
+            if lane is not None:
+                return lane
+        if target.version is not None:
+            await self._check_version(entry, target.version)
+        opening = self._opening.get(target)
+        if opening is None:
+            if len(self._lanes) + len(self._opening) >= MAX_LANES:
+                raise BackendUnavailable(f"{MAX_LANES} model versions are open; try again later")
+            opening = self._start_opening(entry, target)
+        lane = await asyncio.shield(opening)
+        await lane.wait_ready(deadline)
+        return lane
+
+    async def versions(self, entry: ModelEntry) -> list[VersionState]:
+        """Every version of `entry` and its state, highest first."""
+        if self._catalog is not None:
+            return await self._catalog.versions(entry.name)
+        states = []
+        for version in self._served_on_disk(entry):
+            state = "START"  # served by the policy; no lane has loaded it yet
+            for lane in self._lanes.values():
+                if lane.target.model == entry.name and lane.backend.served_version() == version:
+                    state = "AVAILABLE"
+                    break
+                if lane.target == Target(entry.name, version=version):
+                    state = (await lane.backend.status()).state
+            states.append(VersionState(version, state))
+        return states
+
+    async def label_versions(self, entry: ModelEntry) -> dict[str, int | None]:
+        """Each label the config file gives `entry`, and the version it names where it is served."""
+        if self._catalog is None:
+            return dict(entry.labels)
+        found: dict[str, int | None] = {}
+        for label in entry.labels:
+            found[label] = await self._catalog.label_version(entry.name, label)
+        return found
+
+    async def signature(self, target: Target) -> ModelSignature | None:
+        """A version's signature from TF Serving's metadata (in-process: None, no lane holds it)."""
+        if self._catalog is None or target.version is None:
+            return None
+        return await self._catalog.signature(target.model, target.version)
+
+    async def _label_target(self, entry: ModelEntry, label: str) -> Target:
+        """In-process: the version the label names; TF Serving: the label, once checked."""
+        known = sorted(entry.labels)
+        if self._catalog is None:
+            version = entry.labels.get(label)
+            if version is None:
+                raise UnknownVersion(
+                    f"Model {entry.name!r} has no version label {label!r}; "
+                    f"its labels: {', '.join(known) or 'none'}."
+                )
+            return Target(entry.name, version=version)
+        if self._config_file is not None and label not in entry.labels:
+            raise UnknownVersion(
+                f"Model {entry.name!r} has no version label {label!r}; "
+                f"its labels: {', '.join(known) or 'none'}."
+            )
+        if await self._catalog.label_version(entry.name, label) is None:
+            if self._config_file is not None:
+                # Configured, but TF Serving has not applied it yet (still loading, or
+                # the file was refused): a wait, not a mistake in the request.
+                raise BackendUnavailable(
+                    f"TF Serving does not resolve label {label!r} of {entry.name!r} yet."
+                )
+            raise UnknownVersion(f"TF Serving has no version label {label!r} for {entry.name!r}.")
+        return Target(entry.name, label=label)
+
+    async def _check_version(self, entry: ModelEntry, version: int) -> None:
+        if self._catalog is None:
+            served = self._served_on_disk(entry)
+            if version not in served:
+                raise UnknownVersion(_no_such_version(entry.name, version, served))
+            return
+        listed = await self._catalog.versions(entry.name)
+        states = {item.version: item.state for item in listed}
+        available = [item.version for item in listed if item.state == "AVAILABLE"]
+        if version not in states or states[version] == "END":
+            raise UnknownVersion(_no_such_version(entry.name, version, available))
+        if states[version] != "AVAILABLE":
+            raise BackendUnavailable(f"{entry.name} version {version} is {states[version]}")
+
+    def _served_on_disk(self, entry: ModelEntry) -> list[int]:
+        try:
+            return entry.policy.served(version_folders(entry.path))
+        except FileNotFoundError:
+            return []
+
+    def _start_opening(self, entry: ModelEntry, target: Target) -> "asyncio.Task[Lane]":
+        task = asyncio.create_task(self._open(entry, target), name=f"open {target.describe()}")
+        self._opening[target] = task
+
+        def forget(done: "asyncio.Task[Lane]") -> None:
+            self._opening.pop(target, None)
+            if not done.cancelled() and (error := done.exception()) is not None:
+                # A request waiting on it hears it too; a lane opened ahead is tried again.
+                logger.error("opening a lane for %s failed: %s", target.describe(), error)
+
+        task.add_done_callback(forget)
+        return task
+
+    async def _open(self, entry: ModelEntry, target: Target) -> Lane:
+        settings = lane_settings(self._settings, entry, target)
+        backend = self._lane_backend(settings, entry, target)
+        lane = open_lane(settings, target, backend, self._executor, self._budget)
+        await lane.start()
+        self._lanes[target] = lane
+        logger.info("opened a lane for %s", target.describe())
+        return lane
+
+    async def _watch(self) -> None:
+        every = min(self._settings.status_poll_seconds, self._settings.model_config_poll_seconds)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._follow()
+            except Exception:
+                logger.exception("following the served models failed")
+
+    async def _follow(self) -> None:
+        """Re-read the config file; open lanes for the versions it serves; retire what is gone."""
+        if self._config_file is not None and self._config_file.refresh():
+            self._models = self._config_file.models
+            logger.info("MODEL_CONFIG_FILE re-read: models %s", ", ".join(self._models.names()))
+        for target, lane in list(self._lanes.items()):
+            if lane is not self.default_lane and not await self._still_served(target):
+                self._retire(target)
+        if self._config_file is None:
+            return
+        for entry in self._models.models.values():
+            for version in await self._served_versions(entry):
+                target = Target(entry.name, version=version)
+                if target not in self._lanes and target not in self._opening:
+                    self._start_opening(entry, target)
+
+    async def _served_versions(self, entry: ModelEntry) -> list[int]:
+        """The versions of `entry` served now: by its policy here, AVAILABLE on TF Serving."""
+        if self._catalog is None:
+            return self._served_on_disk(entry)
+        try:
+            listed = await self._catalog.versions(entry.name)
+        except BackendUnavailable:
+            return []
+        return [item.version for item in listed if item.state == "AVAILABLE"]
+
+    async def _still_served(self, target: Target) -> bool:
+        entry = self._models.models.get(target.model)
+        if entry is None:
+            return False
+        if target.label is not None:
+            return self._config_file is None or target.label in entry.labels
+        if target.version is None:
+            return True
+        if self._catalog is None:
+            return target.version in self._served_on_disk(entry)
+        try:
+            listed = await self._catalog.versions(entry.name)
+        except BackendUnavailable:
+            return True  # TF Serving unreachable says nothing about what it serves
+        return any(v.version == target.version and v.state != "END" for v in listed)
+
+    def _retire(self, target: Target) -> None:
+        """Stop handing out `target`'s lane; close it once its requests have had their time."""
+        lane = self._lanes.pop(target)
+        logger.info("retiring the lane for %s", target.describe())
+        grace = self._settings.request_timeout_seconds
+
+        async def close_later() -> None:
+            await asyncio.sleep(grace)
+            await lane.close()
+
+        task = asyncio.create_task(close_later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+
+def _no_such_version(model: str, version: int, served: list[int]) -> str:
+    listing = ", ".join(str(v) for v in sorted(served)) or "none"
+    return f"Model {model!r} has no version {version} served; served versions: {listing}."

@@ -1,0 +1,103 @@
+"""What TF Serving serves of each model: its versions and their states, a label's version.
+
+The fleet (gateway/fleet.py) asks before it opens a lane for a version or label a
+request names, so a version TF Serving does not have is a 404 naming those it
+has, rather than a lane that is never ready; /models asks to list them.
+Metadata of a version never changes while it is loaded, so signatures are kept
+per (model, version) for as long as that version is listed.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+
+from gateway.backend import ModelSignature
+from gateway.errors import BackendUnavailable
+from gateway.settings import Settings
+from gateway.tfserving.documents import parse_signature
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """One version TF Serving lists for a model, and its state there."""
+
+    version: int
+    state: str
+    error: str = ""
+
+
+class TFServingCatalog:
+    """Reads model status and metadata over TF Serving's REST API."""
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None):
+        parts = urlsplit(settings.tf_serving_url)
+        self._server = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                settings.tf_serving_timeout_seconds,
+                connect=settings.tf_serving_connect_timeout_seconds,
+            )
+        )
+        self._signatures: dict[tuple[str, int], ModelSignature] = {}
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def model_url(self, model: str) -> str:
+        return f"{self._server}/v1/models/{quote(model, safe='')}"
+
+    async def versions(self, model: str) -> list[VersionState]:
+        """Every version TF Serving lists for `model`, highest first; [] for a model it lacks."""
+        response = await self._get(self.model_url(model))
+        if response.status_code == 404:
+            return []
+        try:
+            response.raise_for_status()
+            entries = response.json()["model_version_status"]
+            listed = [
+                VersionState(
+                    int(entry["version"]),
+                    str(entry["state"]),
+                    str((entry.get("status") or {}).get("error_message", "")),
+                )
+                for entry in entries
+            ]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            raise BackendUnavailable(f"TF Serving sent an unreadable status for {model}") from exc
+        current = {(model, entry.version) for entry in listed if entry.state == "AVAILABLE"}
+        for key in [key for key in self._signatures if key[0] == model and key not in current]:
+            del self._signatures[key]
+        return sorted(listed, key=lambda entry: entry.version, reverse=True)
+
+    async def label_version(self, model: str, label: str) -> int | None:
+        """The version `label` names on TF Serving now; None when TF Serving knows no such label."""
+        url = f"{self.model_url(model)}/labels/{quote(label, safe='')}/metadata"
+        response = await self._get(url)
+        if response.status_code in (400, 404):
+            return None  # TF Serving answers an unknown label with an error, not a version
+        try:
+            response.raise_for_status()
+            return int(response.json()["model_spec"]["version"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            raise BackendUnavailable(f"TF Serving sent unreadable metadata for {model}") from exc
+
+    async def signature(self, model: str, version: int) -> ModelSignature | None:
+        """`version`'s signature; None when its metadata is missing or unusable by the gateway."""
+        key = (model, version)
+        if key not in self._signatures:
+            response = await self._get(f"{self.model_url(model)}/versions/{version}/metadata")
+            try:
+                response.raise_for_status()
+                document: Any = response.json()
+                self._signatures[key] = parse_signature(document, version)
+            except (httpx.HTTPError, ValueError):
+                return None
+        return self._signatures[key]
+
+    async def _get(self, url: str) -> httpx.Response:
+        try:
+            return await self._client.get(url)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable("TF Serving is not reachable") from exc

@@ -1,0 +1,101 @@
+"""Which lane a prediction goes to, and what is learned from its answer.
+
+Before: a request that names a version or label gets it; otherwise the routing
+file's split for its model picks one (sticky per client key), or else the
+model's default lane. After: the answer feeds the quality signals
+(gateway/quality.py), is counted by the version that answered and the label
+routed by, and a fraction of requests is shadowed to a candidate version whose
+answer is only compared (gateway/shadow.py). Nothing after the answer can delay
+or fail it.
+"""
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway import metrics
+from gateway.fleet import Fleet
+from gateway.pipeline import Classification
+from gateway.quality import QualityMonitor
+from gateway.routing_file import RoutingFile
+from gateway.settings import Settings
+from gateway.shadow import ShadowRunner
+from gateway.target import Target
+from gateway.traffic_split import choose
+
+# Shadow calls running at once, at most; more are skipped (counted), never queued,
+# so a slow candidate cannot take the CPU the primary traffic needs.
+SHADOW_MAX_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Where a request goes and why: `request` (it named it), `split`, or `default`."""
+
+    target: Target
+    chosen_by: str
+
+
+class Traffic:
+    """The routing file, the split, the shadow runner and the quality monitor, together."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self.routing = RoutingFile(settings.routing_file)
+        self.quality = QualityMonitor(settings.low_confidence_threshold, settings.drift_window)
+        self.shadows = ShadowRunner(SHADOW_MAX_IN_FLIGHT, settings.request_timeout_seconds)
+
+    async def close(self) -> None:
+        await self.shadows.close()
+
+    def route(self, requested: Target, headers: Mapping[str, str]) -> Routed:
+        """The target a request is answered by."""
+        if requested.version is not None or requested.label is not None:
+            return Routed(requested, "request")
+        split = self.routing.current().split_for(requested.model)
+        if split is None:
+            return Routed(requested, "default")
+        sticky = self.routing.current().models[requested.model].sticky_header
+        key = headers.get(sticky) if sticky else None
+        return Routed(choose(split, key), "split")
+
+    def record(
+        self,
+        fleet: Fleet,
+        routed: Routed,
+        result: Classification,
+        data: bytes,
+    ) -> bool:
+        """Learn from a successful answer; True when it is low-confidence."""
+        model = routed.target.model
+        label = routed.target.label or ""
+        metrics.PREDICTIONS.labels(model, str(result.version), label).inc()
+        low = self.quality.observe(model, result.version, result.probabilities)
+        routing = self.routing.current().models.get(model)
+        if routing is not None and routing.shadow is not None:
+            shadow = routing.shadow.target(model)
+            if shadow != routed.target:
+                self._shadow(fleet, shadow, routing.shadow.fraction, result, data)
+        return low
+
+    def _shadow(
+        self,
+        fleet: Fleet,
+        shadow: Target,
+        fraction: float,
+        result: Classification,
+        data: bytes,
+    ) -> None:
+        deadline = time.monotonic() + self._settings.request_timeout_seconds
+
+        async def call() -> tuple[np.ndarray, int]:
+            # The whole pipeline again: the candidate may want other pixels (another size).
+            lane = await fleet.lane_for(shadow, deadline)
+            answer = await lane.classifier.classify(data, 1, deadline)
+            return answer.probabilities, answer.version
+
+        self.shadows.submit(
+            shadow.model, result.version, result.probabilities, call, fraction=fraction
+        )
