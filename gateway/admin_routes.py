@@ -15,7 +15,7 @@ from starlette.responses import Response
 from gateway import paths
 from gateway.errors import AdminDisabled, InvalidRequest, RoutingNotSaved
 from gateway.problems import documented
-from gateway.routes import json_response
+from gateway.responses import json_response
 from gateway.routing_file import RoutingFileError
 from gateway.settings import Settings
 from gateway.traffic import Traffic

@@ -30,6 +30,7 @@ from gateway.limits import UploadGuard
 from gateway.logs import configure_logging
 from gateway.model_config import ModelConfigFile
 from gateway.observability import install_observability
+from gateway.predict_route import router as predict_router
 from gateway.problems import install_problem_handlers
 from gateway.routes import router
 from gateway.settings import Settings
@@ -71,7 +72,6 @@ def create_app(
         app.state.fleet = fleet
         app.state.traffic = traffic = Traffic(settings)
         app.state.golden = golden = GoldenChecker(settings)
-        app.state.classifier = fleet.default_lane.classifier
         gauge = asyncio.create_task(
             _refresh_readiness(app.state.backend, fleet, golden, settings.status_poll_seconds)
         )
@@ -96,6 +96,7 @@ def create_app(
     )
     install_problem_handlers(app, settings.max_upload_bytes)
     app.include_router(router)
+    app.include_router(predict_router)
     app.include_router(admin_router)
     # Each add_middleware wraps the previous ones, so the last added runs first:
     # request id -> access log -> (trace span) -> accounting -> CORS -> API keys ->

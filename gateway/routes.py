@@ -1,39 +1,29 @@
-"""HTTP endpoints: thin handlers over the pipeline, the backend and the metrics."""
+"""HTTP endpoints but /predict: the index, health, metrics and model documents."""
 
 import contextlib
 import time
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Any
 
-import orjson
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import PlainTextResponse, Response
 
-from gateway import __version__, metrics, paths, tracing
+from gateway import __version__, metrics, paths
 from gateway.backend import Backend, ModelStatus
-from gateway.deadlines import current_deadline, request_timeout, run_bounded
-from gateway.errors import BackendUnavailable, InvalidRequest, PayloadTooLarge
-from gateway.fleet import Fleet
-from gateway.golden_check import GoldenChecker, golden_results
+from gateway.dependencies import BackendDep, FleetDep, GoldenDep, SettingsDep
+from gateway.errors import BackendUnavailable
+from gateway.golden_check import golden_results
 from gateway.image_formats import accepted_format_names
-from gateway.lanes import Lane
 from gateway.model_assets import ModelAssets, load_assets
 from gateway.models_document import models_document, signature_summary
-from gateway.pipeline import Classification, Classifier
+from gateway.predict_route import MAX_TOP_K
 from gateway.problems import documented
+from gateway.responses import json_response
 from gateway.settings import Settings
-from gateway.target import Target
-from gateway.traffic import Traffic
 
-MAX_TOP_K = 1001
-INT64_MAX = 2**63 - 1
-# Model names and version labels a request may give: what a folder name or a
-# TF Serving label can safely be, and nothing that needs escaping in a URL.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 # The names and sentences the original API sent; its clients match on them.
 SERVICE_NAME = "ml-inference-gateway"
-PREDICT_NOTE = "Class IDs correspond to ImageNet labels. Top prediction is first."
 USAGE = f'curl -X POST -F "file=@image.jpg" http://localhost:8000{paths.PREDICT}'
 # What `GET /` lists: every endpoint, in words a client can act on.
 ENDPOINTS = {
@@ -54,59 +44,6 @@ ENDPOINTS = {
 }
 
 router = APIRouter()
-
-# The dependencies are `async def` on purpose: FastAPI runs a plain `def`
-# dependency in a worker thread, a thread hop per dependency per request.
-
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def _backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
-
-
-async def _classifier(request: Request) -> Classifier:
-    classifier: Classifier = request.app.state.classifier
-    return classifier
-
-
-async def _fleet(request: Request) -> Fleet:
-    fleet: Fleet = request.app.state.fleet
-    return fleet
-
-
-async def _traffic(request: Request) -> Traffic:
-    traffic: Traffic = request.app.state.traffic
-    return traffic
-
-
-async def _golden(request: Request) -> GoldenChecker:
-    golden: GoldenChecker = request.app.state.golden
-    return golden
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-GoldenDep = Annotated[GoldenChecker, Depends(_golden)]
-TrafficDep = Annotated[Traffic, Depends(_traffic)]
-FleetDep = Annotated[Fleet, Depends(_fleet)]
-BackendDep = Annotated[Backend, Depends(_backend)]
-ClassifierDep = Annotated[Classifier, Depends(_classifier)]
-
-
-def json_response(
-    content: Any, status_code: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    """Serialise with orjson: several times faster than the stdlib for these bodies."""
-    return Response(
-        orjson.dumps(content),
-        status_code=status_code,
-        media_type="application/json",
-        headers=headers,
-    )
 
 
 @router.get(paths.INDEX, summary="What this service is and how to use it")
@@ -185,115 +122,6 @@ async def readiness(
         return json_response(body)
     retry = str(BackendUnavailable.retry_after_seconds)
     return json_response(body, status_code=503, headers={"Retry-After": retry})
-
-
-@router.post(
-    paths.PREDICT,
-    summary="Classify one image",
-    responses=documented(400, 401, 404, 408, 413, 415, 422, 502, 503, 504),
-)
-async def predict(
-    request: Request,
-    file: Annotated[
-        UploadFile,
-        # Documentation only: the gateway checks the bytes itself (400 empty_file).
-        File(
-            description="The image: JPEG, PNG, GIF, BMP, WebP or TIFF",
-            json_schema_extra={"minLength": 1},
-        ),
-    ],
-    settings: SettingsDep,
-    fleet: FleetDep,
-    traffic: TrafficDep,
-    top_k: Annotated[int | None, Query(ge=1, le=MAX_TOP_K)] = None,
-    model: Annotated[
-        str | None, Query(pattern=NAME_PATTERN, description="default: MODEL_NAME")
-    ] = None,
-    version: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
-    label: Annotated[
-        str | None, Query(pattern=NAME_PATTERN, description="a version label: stable, canary")
-    ] = None,
-) -> Response:
-    started = time.perf_counter()
-    if version is not None and label is not None:
-        raise InvalidRequest("Give ?version= or ?label=, not both.")
-    routed = traffic.route(Target(model or settings.model_name, version, label), request.headers)
-    target = routed.target
-    with tracing.stage("upload"):
-        data = await file.read(settings.max_upload_bytes + 1)
-    uploaded = time.perf_counter()
-    if len(data) > settings.max_upload_bytes:
-        raise PayloadTooLarge.over(settings.max_upload_bytes)
-    timeout = request_timeout(request.headers, settings.request_timeout_seconds)
-    top = top_k or settings.default_top_k
-    lane, result = await run_bounded(_classify(fleet, target, data, top), request.receive, timeout)
-    low_confidence = traffic.record(fleet, routed, result, data)
-    width, height = result.original_size
-    body: dict[str, Any] = {
-        "success": True,
-        "filename": file.filename,
-        "original_size": f"{width}x{height}",
-        "original_width": width,
-        "original_height": height,
-        "format": result.image_format,
-        "predictions": result.predictions,
-        "inference_time_ms": round(result.inference_ms, 2),
-        "preprocess_time_ms": round(result.preprocess_ms, 2),
-        "total_time_ms": round((time.perf_counter() - started) * 1000.0, 2),
-        "model": {
-            "name": target.model,
-            "version": str(result.version),
-            "backend": lane.backend.name,
-            "weights": result.assets.weights,
-            "weights_source": result.assets.export_info.source,
-        },
-        "note": PREDICT_NOTE,
-        "low_confidence": low_confidence,
-        "routing": {"chosen_by": routed.chosen_by, "target": target.describe()},
-    }
-    if target.label is not None:
-        body["model"]["label"] = target.label
-    if result.assets.warning:
-        body["warning"] = result.assets.warning
-    if result.assets.labels_warning:
-        body["labels_warning"] = result.assets.labels_warning
-    if result.assets.problems:
-        body["model_files"] = result.assets.report()
-    total = time.perf_counter() - started
-    _record_stages(request, target, result, uploaded - started, total)
-    return json_response(body, headers={"X-Model-Version": str(result.version)})
-
-
-def _record_stages(
-    request: Request, target: Target, result: Classification, upload_s: float, total_s: float
-) -> None:
-    """Time per stage into the metrics and, for the access line, the request's state."""
-    version = str(result.version)
-    metrics.STAGE_SECONDS.labels(target.model, "upload").observe(upload_s)
-    metrics.STAGE_SECONDS.labels(target.model, "total").observe(total_s)
-    metrics.OVERHEAD_SECONDS.labels(target.model, version).observe(
-        max(0.0, total_s - result.model_ms / 1000.0)
-    )
-    request.state.access_log = {
-        "model": target.model,
-        "version": version,
-        "label": target.label or "",
-        "stages_ms": {
-            "upload": round(upload_s * 1000.0, 3),
-            "decode": round(result.preprocess_ms, 3),
-            "queue": round(result.queue_ms, 3),
-            "model": round(result.model_ms, 3),
-            "ranking": round(result.ranking_ms, 3),
-        },
-    }
-
-
-async def _classify(
-    fleet: Fleet, target: Target, data: bytes, top_k: int
-) -> tuple[Lane, Classification]:
-    """Find (or open) the target's lane, then classify there, all within the request's deadline."""
-    lane = await fleet.lane_for(target, current_deadline())
-    return lane, await lane.classifier.classify(data, top_k)
 
 
 @router.get(
