@@ -26,10 +26,9 @@ import contextlib
 import logging
 from concurrent.futures import Executor
 
-from gateway.backend import Backend, ModelSignature
+from gateway.backend import Backend
 from gateway.decode_budget import DecodeBudget
-from gateway.embedded import version_folders
-from gateway.errors import BackendUnavailable, UnknownModel, UnknownVersion
+from gateway.errors import BackendUnavailable, UnknownModel
 from gateway.lanes import (
     Lane,
     LaneBackendFactory,
@@ -38,9 +37,10 @@ from gateway.lanes import (
     open_lane,
 )
 from gateway.model_config import ModelConfigFile, ModelEntry, ModelSet, single_model
+from gateway.served_versions import ServedVersions
 from gateway.settings import Settings
 from gateway.target import Target
-from gateway.tfserving.catalog import TFServingCatalog, VersionState
+from gateway.tfserving.catalog import TFServingCatalog
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,9 @@ class Fleet:
                 f"MODEL_NAME {settings.model_name!r} is not one of the models in "
                 f"MODEL_CONFIG_FILE: {', '.join(self._models.names())}"
             )
-        self._embedded = settings.inference_backend == "embedded"
-        self._catalog = None if self._embedded else TFServingCatalog(settings)
+        in_process = settings.inference_backend == "embedded"
+        catalog = None if in_process else TFServingCatalog(settings)
+        self.served = ServedVersions(catalog, config_file is not None)
         default = Target(settings.model_name)
         if default_backend is None:
             entry = self._models.models[settings.model_name]
@@ -120,8 +121,7 @@ class Fleet:
                 await task
         for lane in self._lanes.values():
             await lane.close()
-        if self._catalog is not None:
-            await self._catalog.close()
+        await self.served.close()
 
     def entry(self, model: str) -> ModelEntry:
         """The configured model named `model`; UnknownModel naming those served."""
@@ -140,12 +140,12 @@ class Fleet:
             return lane
         entry = self.entry(target.model)
         if target.label is not None:
-            target = await self._label_target(entry, target.label)
+            target = await self.served.label_target(entry, target.label)
             lane = self._lanes.get(target)
             if lane is not None:
                 return lane
         if target.version is not None:
-            await self._check_version(entry, target.version)
+            await self.served.check_version(entry, target.version)
         opening = self._opening.get(target)
         if opening is None:
             if len(self._lanes) + len(self._opening) >= MAX_LANES:
@@ -154,83 +154,6 @@ class Fleet:
         lane = await asyncio.shield(opening)
         await lane.wait_ready(deadline)
         return lane
-
-    async def versions(self, entry: ModelEntry) -> list[VersionState]:
-        """Every version of `entry` and its state, highest first."""
-        if self._catalog is not None:
-            return await self._catalog.versions(entry.name)
-        states = []
-        for version in self._served_on_disk(entry):
-            state = "START"  # served by the policy; no lane has loaded it yet
-            for lane in self._lanes.values():
-                if lane.target.model == entry.name and lane.backend.served_version() == version:
-                    state = "AVAILABLE"
-                    break
-                if lane.target == Target(entry.name, version=version):
-                    state = (await lane.backend.status()).state
-            states.append(VersionState(version, state))
-        return states
-
-    async def label_versions(self, entry: ModelEntry) -> dict[str, int | None]:
-        """Each label the config file gives `entry`, and the version it names where it is served."""
-        if self._catalog is None:
-            return dict(entry.labels)
-        found: dict[str, int | None] = {}
-        for label in entry.labels:
-            found[label] = await self._catalog.label_version(entry.name, label)
-        return found
-
-    async def signature(self, target: Target) -> ModelSignature | None:
-        """A version's signature from TF Serving's metadata (in-process: None, no lane holds it)."""
-        if self._catalog is None or target.version is None:
-            return None
-        return await self._catalog.signature(target.model, target.version)
-
-    async def _label_target(self, entry: ModelEntry, label: str) -> Target:
-        """In-process: the version the label names; TF Serving: the label, once checked."""
-        known = sorted(entry.labels)
-        if self._catalog is None:
-            version = entry.labels.get(label)
-            if version is None:
-                raise UnknownVersion(
-                    f"Model {entry.name!r} has no version label {label!r}; "
-                    f"its labels: {', '.join(known) or 'none'}."
-                )
-            return Target(entry.name, version=version)
-        if self._config_file is not None and label not in entry.labels:
-            raise UnknownVersion(
-                f"Model {entry.name!r} has no version label {label!r}; "
-                f"its labels: {', '.join(known) or 'none'}."
-            )
-        if await self._catalog.label_version(entry.name, label) is None:
-            if self._config_file is not None:
-                # Configured, but TF Serving has not applied it yet (still loading, or
-                # the file was refused): a wait, not a mistake in the request.
-                raise BackendUnavailable(
-                    f"TF Serving does not resolve label {label!r} of {entry.name!r} yet."
-                )
-            raise UnknownVersion(f"TF Serving has no version label {label!r} for {entry.name!r}.")
-        return Target(entry.name, label=label)
-
-    async def _check_version(self, entry: ModelEntry, version: int) -> None:
-        if self._catalog is None:
-            served = self._served_on_disk(entry)
-            if version not in served:
-                raise UnknownVersion(_no_such_version(entry.name, version, served))
-            return
-        listed = await self._catalog.versions(entry.name)
-        states = {item.version: item.state for item in listed}
-        available = [item.version for item in listed if item.state == "AVAILABLE"]
-        if version not in states or states[version] == "END":
-            raise UnknownVersion(_no_such_version(entry.name, version, available))
-        if states[version] != "AVAILABLE":
-            raise BackendUnavailable(f"{entry.name} version {version} is {states[version]}")
-
-    def _served_on_disk(self, entry: ModelEntry) -> list[int]:
-        try:
-            return entry.policy.served(version_folders(entry.path))
-        except FileNotFoundError:
-            return []
 
     def _start_opening(self, entry: ModelEntry, target: Target) -> "asyncio.Task[Lane]":
         task = asyncio.create_task(self._open(entry, target), name=f"open {target.describe()}")
@@ -268,42 +191,29 @@ class Fleet:
         if self._config_file is not None and self._config_file.refresh():
             self._models = self._config_file.models
             logger.info("MODEL_CONFIG_FILE re-read: models %s", ", ".join(self._models.names()))
+        # One look per model per pass: (versions that can answer, versions not yet gone).
+        served = {name: await self.served.now(entry) for name, entry in self._models.models.items()}
         for target, lane in list(self._lanes.items()):
-            if lane is not self.default_lane and not await self._still_served(target):
+            if lane is not self.default_lane and not self._still_served(target, served):
                 self._retire(target)
         if self._config_file is None:
             return
-        for entry in self._models.models.values():
-            for version in await self._served_versions(entry):
-                target = Target(entry.name, version=version)
+        for name, versions in served.items():
+            for version in versions[0] if versions else ():
+                target = Target(name, version=version)
                 if target not in self._lanes and target not in self._opening:
-                    self._start_opening(entry, target)
+                    self._start_opening(self._models.models[name], target)
 
-    async def _served_versions(self, entry: ModelEntry) -> list[int]:
-        """The versions of `entry` served now: by its policy here, AVAILABLE on TF Serving."""
-        if self._catalog is None:
-            return self._served_on_disk(entry)
-        try:
-            listed = await self._catalog.versions(entry.name)
-        except BackendUnavailable:
-            return []
-        return [item.version for item in listed if item.state == "AVAILABLE"]
-
-    async def _still_served(self, target: Target) -> bool:
+    def _still_served(
+        self, target: Target, served: dict[str, tuple[set[int], set[int]] | None]
+    ) -> bool:
         entry = self._models.models.get(target.model)
         if entry is None:
             return False
         if target.label is not None:
             return self._config_file is None or target.label in entry.labels
-        if target.version is None:
-            return True
-        if self._catalog is None:
-            return target.version in self._served_on_disk(entry)
-        try:
-            listed = await self._catalog.versions(entry.name)
-        except BackendUnavailable:
-            return True  # TF Serving unreachable says nothing about what it serves
-        return any(v.version == target.version and v.state != "END" for v in listed)
+        versions = served.get(target.model)
+        return target.version is None or versions is None or target.version in versions[1]
 
     def _retire(self, target: Target) -> None:
         """Stop handing out `target`'s lane; close it once its requests have had their time."""
@@ -318,8 +228,3 @@ class Fleet:
         task = asyncio.create_task(close_later())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
-
-
-def _no_such_version(model: str, version: int, served: list[int]) -> str:
-    listing = ", ".join(str(v) for v in sorted(served)) or "none"
-    return f"Model {model!r} has no version {version} served; served versions: {listing}."

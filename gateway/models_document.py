@@ -43,8 +43,8 @@ async def models_document(fleet: Fleet, default_model: str) -> dict[str, Any]:
 async def _model(fleet: Fleet, entry: ModelEntry, default: bool) -> dict[str, Any]:
     problem = ""
     try:
-        labels = await fleet.label_versions(entry)
-        states = await fleet.versions(entry)
+        labels = await fleet.served.labels(entry)
+        states = await fleet.served.states(entry, fleet.lanes())
     except BackendUnavailable as exc:
         # What the lanes hold is still known; say why the rest is not.
         problem, labels, states = exc.detail, {}, await _lane_versions(fleet, entry)
@@ -97,5 +97,5 @@ async def _signature(fleet: Fleet, entry: ModelEntry, version: int) -> ModelSign
             if signature.version == version:
                 return signature
     with contextlib.suppress(BackendUnavailable):
-        return await fleet.signature(Target(entry.name, version=version))
+        return await fleet.served.signature(Target(entry.name, version=version))
     return None

@@ -1,0 +1,126 @@
+"""What each model serves now: version folders kept by its policy here, or TF Serving's list.
+
+The fleet (gateway/fleet.py) asks before it opens a lane, and when it looks for
+lanes to open or retire; /models asks to list versions and labels. In-process,
+a label names a version through the config file; with TF Serving, a label is
+whatever TF Serving resolves it to, read from its metadata.
+"""
+
+from collections.abc import Iterable
+
+from gateway.backend import ModelSignature
+from gateway.embedded import version_folders
+from gateway.errors import BackendUnavailable, UnknownVersion
+from gateway.lanes import Lane
+from gateway.model_config import ModelEntry
+from gateway.target import Target
+from gateway.tfserving.catalog import TFServingCatalog, VersionState
+
+
+class ServedVersions:
+    """Answers "is it served?" for versions and labels, in-process or on TF Serving."""
+
+    def __init__(self, catalog: TFServingCatalog | None, from_config_file: bool):
+        self._catalog = catalog  # None: in-process
+        self._from_config_file = from_config_file
+
+    async def close(self) -> None:
+        if self._catalog is not None:
+            await self._catalog.close()
+
+    async def states(self, entry: ModelEntry, lanes: Iterable[Lane]) -> list[VersionState]:
+        """Every version of `entry` and its state, highest first."""
+        if self._catalog is not None:
+            return await self._catalog.versions(entry.name)
+        states = []
+        lanes = list(lanes)
+        for version in self.on_disk(entry):
+            state = "START"  # served by the policy; no lane has loaded it yet
+            for lane in lanes:
+                if lane.target.model == entry.name and lane.backend.served_version() == version:
+                    state = "AVAILABLE"
+                    break
+                if lane.target == Target(entry.name, version=version):
+                    state = (await lane.backend.status()).state
+            states.append(VersionState(version, state))
+        return states
+
+    async def labels(self, entry: ModelEntry) -> dict[str, int | None]:
+        """Each label the config file gives `entry`, and the version it names where it is served."""
+        if self._catalog is None:
+            return dict(entry.labels)
+        found: dict[str, int | None] = {}
+        for label in entry.labels:
+            found[label] = await self._catalog.label_version(entry.name, label)
+        return found
+
+    async def signature(self, target: Target) -> ModelSignature | None:
+        """A version's signature from TF Serving's metadata (in-process: None, no lane holds it)."""
+        if self._catalog is None or target.version is None:
+            return None
+        return await self._catalog.signature(target.model, target.version)
+
+    async def label_target(self, entry: ModelEntry, label: str) -> Target:
+        """In-process: the version the label names; TF Serving: the label, once checked."""
+        known = sorted(entry.labels)
+        if self._catalog is None:
+            version = entry.labels.get(label)
+            if version is None:
+                raise UnknownVersion(
+                    f"Model {entry.name!r} has no version label {label!r}; "
+                    f"its labels: {', '.join(known) or 'none'}."
+                )
+            return Target(entry.name, version=version)
+        if self._from_config_file and label not in entry.labels:
+            raise UnknownVersion(
+                f"Model {entry.name!r} has no version label {label!r}; "
+                f"its labels: {', '.join(known) or 'none'}."
+            )
+        if await self._catalog.label_version(entry.name, label) is None:
+            if self._from_config_file:
+                # Configured, but TF Serving has not applied it yet (still loading, or
+                # the file was refused): a wait, not a mistake in the request.
+                raise BackendUnavailable(
+                    f"TF Serving does not resolve label {label!r} of {entry.name!r} yet."
+                )
+            raise UnknownVersion(f"TF Serving has no version label {label!r} for {entry.name!r}.")
+        return Target(entry.name, label=label)
+
+    async def check_version(self, entry: ModelEntry, version: int) -> None:
+        """Return if `version` is served now; 404 naming those that are, 503 while it loads."""
+        if self._catalog is None:
+            served = self.on_disk(entry)
+            if version not in served:
+                raise UnknownVersion(_no_such_version(entry.name, version, served))
+            return
+        listed = await self._catalog.versions(entry.name)
+        states = {item.version: item.state for item in listed}
+        available = [item.version for item in listed if item.state == "AVAILABLE"]
+        if version not in states or states[version] == "END":
+            raise UnknownVersion(_no_such_version(entry.name, version, available))
+        if states[version] != "AVAILABLE":
+            raise BackendUnavailable(f"{entry.name} version {version} is {states[version]}")
+
+    def on_disk(self, entry: ModelEntry) -> list[int]:
+        """The version folders of `entry` its policy serves, highest first."""
+        try:
+            return entry.policy.served(version_folders(entry.path))
+        except FileNotFoundError:
+            return []
+
+    async def now(self, entry: ModelEntry) -> tuple[set[int], set[int]] | None:
+        """(AVAILABLE versions, versions not yet END) of `entry`; None when it cannot be known."""
+        if self._catalog is None:
+            on_disk = set(self.on_disk(entry))
+            return on_disk, on_disk
+        try:
+            listed = await self._catalog.versions(entry.name)
+        except BackendUnavailable:
+            return None  # TF Serving unreachable says nothing about what it serves
+        available = {item.version for item in listed if item.state == "AVAILABLE"}
+        return available, {item.version for item in listed if item.state != "END"}
+
+
+def _no_such_version(model: str, version: int, served: list[int]) -> str:
+    listing = ", ".join(str(v) for v in sorted(served)) or "none"
+    return f"Model {model!r} has no version {version} served; served versions: {listing}."
