@@ -111,6 +111,11 @@ SHADOW_SKIPPED = Counter(
     "Shadow requests not made or not compared, by reason",
     ["model", "reason"],
 )
+SPLIT_FALLBACKS = Counter(
+    "gateway_split_fallbacks",
+    "Requests the canary split sent to a version or label not served, answered by the default",
+    ["model"],
+)
 GOLDEN_CHECK_PASSED = Gauge(
     "gateway_golden_check_passed",
     "1 when the version's golden answer was reproduced end to end at the last check, else 0",

@@ -23,6 +23,7 @@ from gateway.pipeline import Classification
 from gateway.problems import documented
 from gateway.responses import json_response
 from gateway.target import Target
+from gateway.traffic import Routed, Traffic
 
 MAX_TOP_K = 1001
 INT64_MAX = 2**63 - 1
@@ -66,7 +67,6 @@ async def predict(
     if version is not None and label is not None:
         raise InvalidRequest("Give ?version= or ?label=, not both.")
     routed = traffic.route(Target(model or settings.model_name, version, label), request.headers)
-    target = routed.target
     with tracing.stage("upload"):
         data = await file.read(settings.max_upload_bytes + 1)
     uploaded = time.perf_counter()
@@ -74,7 +74,10 @@ async def predict(
         raise PayloadTooLarge.over(settings.max_upload_bytes)
     timeout = request_timeout(request.headers, settings.request_timeout_seconds)
     top = top_k or settings.default_top_k
-    lane, result = await run_bounded(_classify(fleet, target, data, top), request.receive, timeout)
+    lane, routed, result = await run_bounded(
+        _classify(fleet, traffic, routed, data, top), request.receive, timeout
+    )
+    target = routed.target
     low_confidence = traffic.record(fleet, routed, result, data)
     width, height = result.original_size
     body: dict[str, Any] = {
@@ -97,7 +100,7 @@ async def predict(
         },
         "note": PREDICT_NOTE,
         "low_confidence": low_confidence,
-        "routing": {"chosen_by": routed.chosen_by, "target": target.describe()},
+        "routing": routed.report(),
     }
     if target.label is not None:
         body["model"]["label"] = target.label
@@ -137,8 +140,8 @@ def _record_stages(
 
 
 async def _classify(
-    fleet: Fleet, target: Target, data: bytes, top_k: int
-) -> tuple[Lane, Classification]:
-    """Find (or open) the target's lane, then classify there, all within the request's deadline."""
-    lane = await fleet.lane_for(target, current_deadline())
-    return lane, await lane.classifier.classify(data, top_k)
+    fleet: Fleet, traffic: Traffic, routed: Routed, data: bytes, top_k: int
+) -> tuple[Lane, Routed, Classification]:
+    """Find (or open) the lane, then classify there, all within the request's deadline."""
+    lane, routed = await traffic.lane_for(fleet, routed, current_deadline())
+    return lane, routed, await lane.classifier.classify(data, top_k)

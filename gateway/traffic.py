@@ -9,6 +9,7 @@ answer is only compared (gateway/shadow.py). Nothing after the answer can delay
 or fail it.
 """
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway import metrics
+from gateway.errors import BackendUnavailable, UnknownVersion
 from gateway.fleet import Fleet
+from gateway.lanes import Lane
 from gateway.pipeline import Classification
 from gateway.quality import QualityMonitor
 from gateway.routing_file import RoutingFile
@@ -25,6 +28,8 @@ from gateway.shadow import ShadowRunner
 from gateway.target import Target
 from gateway.traffic_split import choose
 
+logger = logging.getLogger(__name__)
+
 # Shadow calls running at once, at most; more are skipped (counted), never queued,
 # so a slow candidate cannot take the CPU the primary traffic needs.
 SHADOW_MAX_IN_FLIGHT = 4
@@ -32,10 +37,18 @@ SHADOW_MAX_IN_FLIGHT = 4
 
 @dataclass(frozen=True)
 class Routed:
-    """Where a request goes and why: `request` (it named it), `split`, or `default`."""
+    """Where a request goes and why: `request` (it named it), `split`, `default`, or
+    `split-fallback` (the split named what is not served; `detail` says what)."""
 
     target: Target
     chosen_by: str
+    detail: str = ""
+
+    def report(self) -> dict[str, str]:
+        body = {"chosen_by": self.chosen_by, "target": self.target.describe()}
+        if self.detail:
+            body["detail"] = self.detail
+        return body
 
 
 class Traffic:
@@ -60,6 +73,25 @@ class Traffic:
         sticky = self.routing.current().models[requested.model].sticky_header
         key = headers.get(sticky) if sticky else None
         return Routed(choose(split, key), "split")
+
+    async def lane_for(
+        self, fleet: Fleet, routed: Routed, deadline: float | None
+    ) -> tuple[Lane, Routed]:
+        """The lane answering `routed`.
+
+        A split's target that is not served (a label removed, a version retired
+        before the routing file was updated) must not fail requests that named
+        nothing: they are answered by the model's default lane, and counted.
+        """
+        try:
+            return await fleet.lane_for(routed.target, deadline), routed
+        except (UnknownVersion, BackendUnavailable) as exc:
+            if routed.chosen_by != "split":
+                raise
+            metrics.SPLIT_FALLBACKS.labels(routed.target.model).inc()
+            logger.debug("split target %s unusable: %s", routed.target.describe(), exc.detail)
+            fallback = Routed(Target(routed.target.model), "split-fallback", exc.detail)
+            return await fleet.lane_for(fallback.target, deadline), fallback
 
     def record(
         self,
