@@ -17,9 +17,10 @@ import logging
 import time
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import accounting, request_id
+from gateway.delivery import Delivery
 from gateway.logs import FIELDS
 from gateway.paths import is_prediction
 from gateway.problems import sent_problem_code
@@ -43,28 +44,15 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 0
-        client_gone = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal status, client_gone
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            try:
-                await send(message)
-            except (OSError, RuntimeError):
-                # The client has gone (accounting.py says which servers raise what);
-                # re-raised, so the accounting middleware inside sees it too.
-                client_gone = True
-                raise
-
+        # Re-raised, so the accounting middleware inside sees the client gone too.
+        delivery = Delivery(send, reraise=True)
         failed = True
         try:
-            await self.app(scope, receive, watching_send)
+            await self.app(scope, receive, delivery.send)
             failed = False
         finally:
             duration_ms = (time.perf_counter() - started) * 1000.0
-            _write_line(scope, status, client_gone, failed, duration_ms)
+            _write_line(scope, delivery.status, delivery.client_gone, failed, duration_ms)
 
 
 def _write_line(

@@ -10,9 +10,10 @@ those refused before a route could run included.
 
 import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import metrics
+from gateway.delivery import Delivery
 from gateway.errors import ClientClosedRequest
 from gateway.paths import is_prediction
 from gateway.problems import sent_problem_code
@@ -32,29 +33,14 @@ class PredictAccounting:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 0
-        client_gone = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal status, client_gone
-            if client_gone:
-                return
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            try:
-                await send(message)
-            except (OSError, RuntimeError):
-                # The server could not write: the client has gone. ASGI servers
-                # raise OSError; uvicorn on uvloop raises RuntimeError for a
-                # pipelined request whose connection closed. The answer is
-                # dropped, not turned into a 500 and a traceback.
-                client_gone = True
-
+        # Swallowed: the answer is dropped, not turned into a 500 and a traceback.
+        delivery = Delivery(send, reraise=False)
         outcome = "internal_error"  # unless a response says otherwise below
         metrics.IN_FLIGHT.inc()
         try:
-            await self.app(scope, receive, watching_send)
-            outcome = CLIENT_GONE if client_gone else outcome_of(status, sent_problem_code(scope))
+            await self.app(scope, receive, delivery.send)
+            code = sent_problem_code(scope)
+            outcome = CLIENT_GONE if delivery.client_gone else outcome_of(delivery.status, code)
         finally:
             metrics.IN_FLIGHT.dec()
             metrics.PREDICT_REQUESTS.labels(outcome=outcome).inc()

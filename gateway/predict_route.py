@@ -66,7 +66,8 @@ async def predict(
     started = time.perf_counter()
     if version is not None and label is not None:
         raise InvalidRequest("Give ?version= or ?label=, not both.")
-    routed = traffic.route(Target(model or settings.model_name, version, label), request.headers)
+    requested = Target(model or settings.model_name, version, label)
+    routed = traffic.route(requested, request.headers, fleet.models)
     with tracing.stage("upload"):
         data = await file.read(settings.max_upload_bytes + 1)
     uploaded = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Before: a request that names a version or label gets it; otherwise the routing
 file's split for its model picks one (sticky per client key), or else the
-model's default lane. After: the answer feeds the quality signals
+model's `stable` label, or else its newest version. After: the answer feeds the quality signals
 (gateway/quality.py), is counted by the version that answered and the label
 routed by, and a fraction of requests is shadowed to a candidate version whose
 answer is only compared (gateway/shadow.py). Nothing after the answer can delay
@@ -20,6 +20,7 @@ from gateway import metrics
 from gateway.errors import BackendUnavailable, UnknownVersion
 from gateway.fleet import Fleet
 from gateway.lanes import Lane
+from gateway.model_config import ModelSet
 from gateway.pipeline import Classification
 from gateway.quality import QualityMonitor
 from gateway.routing_file import RoutingFile
@@ -29,6 +30,9 @@ from gateway.target import Target
 from gateway.traffic_split import choose
 
 logger = logging.getLogger(__name__)
+
+# The label requests that name nothing follow, when the model has it.
+STABLE_LABEL = "stable"
 
 # Shadow calls running at once, at most; more are skipped (counted), never queued,
 # so a slow candidate cannot take the CPU the primary traffic needs.
@@ -63,13 +67,13 @@ class Traffic:
     async def close(self) -> None:
         await self.shadows.close()
 
-    def route(self, requested: Target, headers: Mapping[str, str]) -> Routed:
+    def route(self, requested: Target, headers: Mapping[str, str], models: ModelSet) -> Routed:
         """The target a request is answered by."""
         if requested.version is not None or requested.label is not None:
             return Routed(requested, "request")
         split = self.routing.current().split_for(requested.model)
         if split is None:
-            return Routed(requested, "default")
+            return Routed(default_target(requested.model, models), "default")
         sticky = self.routing.current().models[requested.model].sticky_header
         key = headers.get(sticky) if sticky else None
         return Routed(choose(split, key), "split")
@@ -88,9 +92,13 @@ class Traffic:
         except (UnknownVersion, BackendUnavailable) as exc:
             if routed.chosen_by != "split":
                 raise
-            metrics.SPLIT_FALLBACKS.labels(routed.target.model).inc()
+            model = routed.target.model
+            metrics.SPLIT_FALLBACKS.labels(model).inc()
             logger.debug("split target %s unusable: %s", routed.target.describe(), exc.detail)
-            fallback = Routed(Target(routed.target.model), "split-fallback", exc.detail)
+            target = default_target(model, fleet.models)
+            if target == routed.target:
+                target = Target(model)  # the stable label itself is what is not served
+            fallback = Routed(target, "split-fallback", exc.detail)
             return await fleet.lane_for(fallback.target, deadline), fallback
 
     def record(
@@ -131,3 +139,17 @@ class Traffic:
         self.shadows.submit(
             shadow.model, result.version, result.probabilities, call, fraction=fraction
         )
+
+
+def default_target(model: str, models: ModelSet) -> Target:
+    """What a request naming nothing gets: the model's `stable` label when it has one.
+
+    TF Serving's own default is the newest version; a rollout adds the new version
+    to the policy before any traffic should reach it, so with labels the default
+    follows `stable` and a new version gets requests only once a label or the
+    split sends them (docs/rollouts.md).
+    """
+    entry = models.models.get(model)
+    if entry is not None and STABLE_LABEL in entry.labels:
+        return Target(model, label=STABLE_LABEL)
+    return Target(model)

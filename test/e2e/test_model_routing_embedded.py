@@ -102,7 +102,7 @@ def test_models_lists_every_model_version_state_label_and_signature(
 @pytest.mark.parametrize(
     ("params", "model", "version"),
     [
-        ({}, "mobilenet", "3"),
+        ({}, "mobilenet", "1"),  # naming nothing follows the `stable` label, not the newest
         ({"version": 2}, "mobilenet", "2"),
         ({"version": 1}, "mobilenet", "1"),
         ({"label": "stable"}, "mobilenet", "1"),
