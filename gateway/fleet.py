@@ -59,20 +59,19 @@ class Fleet:
         config_file: ModelConfigFile | None = None,
         lane_backend: LaneBackendFactory = build_lane_backend,
         default_backend: Backend | None = None,
+        catalog: TFServingCatalog | None = None,
     ):
         self._settings = settings
         self._lane_backend = lane_backend
         self._executor = executor
         self._budget = budget
         self._config_file = config_file
+        if config_file is not None:
+            config_file.require(settings.model_name)  # now, and in every reload
         self._models = config_file.models if config_file else single_model(settings)
-        if settings.model_name not in self._models.models:
-            raise ValueError(
-                f"MODEL_NAME {settings.model_name!r} is not one of the models in "
-                f"MODEL_CONFIG_FILE: {', '.join(self._models.names())}"
-            )
         in_process = settings.inference_backend == "embedded"
-        catalog = None if in_process else TFServingCatalog(settings)
+        if not in_process and catalog is None:
+            catalog = TFServingCatalog(settings)
         self.served = ServedVersions(catalog, config_file is not None)
         default = Target(settings.model_name)
         if default_backend is None:
@@ -139,6 +138,12 @@ class Fleet:
         if lane is not None:
             return lane
         entry = self.entry(target.model)
+        if self.served.in_process and target.version is None and target.label is None:
+            # In-process, each version's lane holds a loaded model: another model's
+            # newest is answered by that version's lane rather than a second copy.
+            held = [version for model, version in self.lanes_by_version() if model == entry.name]
+            if held:
+                return await self.lane_for(Target(entry.name, version=max(held)), deadline)
         if target.label is not None:
             target = await self.served.label_target(entry, target.label)
             lane = self._lanes.get(target)
@@ -148,12 +153,16 @@ class Fleet:
             await self.served.check_version(entry, target.version)
         opening = self._opening.get(target)
         if opening is None:
-            if len(self._lanes) + len(self._opening) >= MAX_LANES:
+            if self._open_count() >= MAX_LANES:
                 raise BackendUnavailable(f"{MAX_LANES} model versions are open; try again later")
             opening = self._start_opening(entry, target)
         lane = await asyncio.shield(opening)
         await lane.wait_ready(deadline)
         return lane
+
+    def _open_count(self) -> int:
+        """Lanes holding a backend: open, opening, or retiring (closed after their grace)."""
+        return len(self._lanes) + len(self._opening) + len(self._retiring)
 
     def _start_opening(self, entry: ModelEntry, target: Target) -> "asyncio.Task[Lane]":
         task = asyncio.create_task(self._open(entry, target), name=f"open {target.describe()}")
@@ -172,7 +181,11 @@ class Fleet:
         settings = lane_settings(self._settings, entry, target)
         backend = self._lane_backend(settings, entry, target)
         lane = open_lane(settings, target, backend, self._executor, self._budget)
-        await lane.start()
+        try:
+            await lane.start()
+        except BaseException:
+            await lane.close()
+            raise
         self._lanes[target] = lane
         logger.info("opened a lane for %s", target.describe())
         return lane
@@ -201,8 +214,12 @@ class Fleet:
         for name, versions in served.items():
             for version in versions[0] if versions else ():
                 target = Target(name, version=version)
-                if target not in self._lanes and target not in self._opening:
-                    self._start_opening(self._models.models[name], target)
+                if target in self._lanes or target in self._opening:
+                    continue
+                if self._open_count() >= MAX_LANES:
+                    logger.warning("%d lanes open: %s not opened", MAX_LANES, target.describe())
+                    return
+                self._start_opening(self._models.models[name], target)
 
     def _still_served(
         self, target: Target, served: dict[str, tuple[set[int], set[int]] | None]
@@ -222,8 +239,10 @@ class Fleet:
         grace = self._settings.request_timeout_seconds
 
         async def close_later() -> None:
-            await asyncio.sleep(grace)
-            await lane.close()
+            try:
+                await asyncio.sleep(grace)
+            finally:  # the fleet closing early cancels the wait, not the close
+                await lane.close()
 
         task = asyncio.create_task(close_later())
         self._retiring.add(task)

@@ -14,6 +14,7 @@ were any, or from elsewhere) is reported as such and does not fail readiness.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -22,12 +23,13 @@ from gateway import metrics
 from gateway.errors import GatewayError
 from gateway.fleet import Fleet
 from gateway.lanes import Lane
-from gateway.model_assets import load_assets
+from gateway.model_assets import EXPORT_INFO_FILE, LABELS_FILE, load_assets
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-GOLDEN_FILES = "assets.extra/golden"  # the prefix of both files' names in the version folder
+# How long a probe waits for a version's first check before answering without it.
+FIRST_CHECK_WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class GoldenChecker:
         self._timeout = settings.request_timeout_seconds
         self._results: dict[tuple[str, int], GoldenResult] = {}
         self._running: dict[tuple[str, int], asyncio.Task[GoldenResult]] = {}
+        self._checking: set[tuple[str, int]] = set()  # started and not forgotten since
 
     async def close(self) -> None:
         for task in list(self._running.values()):
@@ -88,17 +91,27 @@ class GoldenChecker:
             task.add_done_callback(lambda _: self._running.pop(key, None))
         if cached is not None:
             return cached
-        return await asyncio.shield(task)
+        try:
+            # Probes time out in about a second: the first check reports once it is done.
+            return await asyncio.wait_for(asyncio.shield(task), FIRST_CHECK_WAIT_SECONDS)
+        except TimeoutError:
+            return GoldenResult(key[0], version, None, "the first check is running", time.time())
 
     def forget_except(self, served: set[tuple[str, int]]) -> None:
         """Drop results (and gauge series) of versions no longer served."""
+        self._checking &= served
         for key in [key for key in self._results if key not in served]:
             del self._results[key]
-            metrics.GOLDEN_CHECK_PASSED.remove(key[0], str(key[1]))
+            with contextlib.suppress(KeyError):  # no series when it never passed or failed
+                metrics.GOLDEN_CHECK_PASSED.remove(key[0], str(key[1]))
 
     async def _check(self, lane: Lane, version: int) -> GoldenResult:
         model = lane.target.model
+        self._checking.add((model, version))
         result = await self._replay(lane, model, version)
+        if (model, version) not in self._checking:
+            return result  # forgotten meanwhile: the version is no longer served
+        self._checking.discard((model, version))
         self._results[(model, version)] = result
         if result.passed is not None:
             metrics.GOLDEN_CHECK_PASSED.labels(model, str(version)).set(1 if result.passed else 0)
@@ -113,7 +126,9 @@ class GoldenChecker:
         except GatewayError as exc:
             return GoldenResult(model, version, None, f"not checked: {exc.detail}", now)
         assets = load_assets(lane.settings.model_dir, version, signature.num_classes)
-        broken = [p for p in assets.problems if p.file.startswith(GOLDEN_FILES)]
+        # Every problem but the labels' and provenance's is one of the golden files'
+        # (the photograph's name comes from golden_answer.json).
+        broken = [p for p in assets.problems if p.file not in (LABELS_FILE, EXPORT_INFO_FILE)]
         if broken:
             detail = f"its golden answer is unusable: {broken[0].file}: {broken[0].problem}"
             return GoldenResult(model, version, False, detail, now)

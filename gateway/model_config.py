@@ -144,9 +144,19 @@ class ModelConfigFile:
     def __init__(self, path: Path, model_base_path: Path):
         self._path = path
         self._base = model_base_path
+        self._required = ""  # MODEL_NAME, once required: a file without it is refused
         self._stamp: tuple[int, int, int] | None = None
         self.error = ""  # why the file as it is now is not in force; "" when it is
         self.models = self._read()  # refuses to start on a file that does not parse
+
+    def require(self, model: str) -> None:
+        """Refuse, from now on, a file that does not configure `model` (ValueError if this one)."""
+        if model not in self.models.models:
+            raise ValueError(
+                f"MODEL_NAME {model!r} is not one of the models in MODEL_CONFIG_FILE: "
+                f"{', '.join(self.models.names())}"
+            )
+        self._required = model
 
     def refresh(self) -> bool:
         """Re-read the file if it changed; True when a new model set took force."""
@@ -163,7 +173,9 @@ class ModelConfigFile:
             models = self._read()
         except (OSError, ValueError) as exc:
             self._stamp = stamp
-            self.error = f"MODEL_CONFIG_FILE was not applied ({exc}); the last one read stays"
+            # An OSError's text names the host path, and /models shows this to clients.
+            reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else exc
+            self.error = f"MODEL_CONFIG_FILE was not applied ({reason}); the last one read stays"
             logger.error("%s", self.error)
             return False
         self.models, self.error = models, ""
@@ -179,7 +191,10 @@ class ModelConfigFile:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("it is not UTF-8 text") from None
-        return parse_model_config(text, self._base)
+        models = parse_model_config(text, self._base)
+        if self._required and self._required not in models.models:
+            raise ValueError(f"it does not configure MODEL_NAME {self._required!r}")
+        return models
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

@@ -3,7 +3,7 @@
 The handler reads the upload, asks gateway/traffic.py where it goes, lets the
 fleet's lane for that target classify it within the request's deadline
 (gateway/deadlines.py), and builds the original contract's body, with what is
-new beside it (docs/model-contract.md): the label routed by, low_confidence, and
+new beside it (README, POST /predict): the label routed by, low_confidence, and
 how the target was chosen.
 """
 

@@ -3,6 +3,7 @@
 import contextlib
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
@@ -94,7 +95,7 @@ async def readiness(
         detail = f"{wrong.model} version {wrong.version} fails its golden check: {wrong.detail}"
         status = replace(status, ready=False, detail=detail)
     metrics.record_model_ready(status.ready)
-    files = await _assets_for(settings, backend, status)
+    files = await _assets_for(fleet.default_lane.settings.model_dir, backend, status)
     assets = files or ModelAssets()
     body: dict[str, Any] = {
         "status": "healthy" if status.ready else "unhealthy",
@@ -177,7 +178,7 @@ async def metrics_prometheus() -> Response:
     summary="The served model version, signature and provenance",
     responses=documented(401, 503),
 )
-async def model(settings: SettingsDep, backend: BackendDep) -> Response:
+async def model(settings: SettingsDep, backend: BackendDep, fleet: FleetDep) -> Response:
     status = await backend.status()
     if not status.ready:
         raise BackendUnavailable(f"No model version is AVAILABLE: {status.detail}")
@@ -186,7 +187,9 @@ async def model(settings: SettingsDep, backend: BackendDep) -> Response:
         # A newer version whose signature the backend has not read yet: describe the
         # one batches are prepared for and sent to, so every field names one version.
         status = replace(status, version=signature.version)
-    assets = load_assets(settings.model_dir, signature.version, signature.num_classes)
+    # The default model's folder: a config file's base_path, or MODEL_BASE_PATH/MODEL_NAME.
+    model_dir = fleet.default_lane.settings.model_dir
+    assets = load_assets(model_dir, signature.version, signature.num_classes)
     info = assets.export_info
     body: dict[str, Any] = {
         **signature.metadata,
@@ -206,9 +209,7 @@ async def model(settings: SettingsDep, backend: BackendDep) -> Response:
     return json_response(body)
 
 
-async def _assets_for(
-    settings: Settings, backend: Backend, status: ModelStatus
-) -> ModelAssets | None:
+async def _assets_for(model_dir: Path, backend: Backend, status: ModelStatus) -> ModelAssets | None:
     """The reported version's assets (None when no version is known), labels checked when ready."""
     if status.version is None:
         return None
@@ -218,7 +219,7 @@ async def _assets_for(
             signature = await backend.signature()
             if signature.version == status.version:
                 num_classes = signature.num_classes
-    return load_assets(settings.model_dir, status.version, num_classes)
+    return load_assets(model_dir, status.version, num_classes)
 
 
 def _model_summary(settings: Settings, status: ModelStatus, assets: ModelAssets) -> dict[str, Any]:

@@ -91,7 +91,7 @@ class RoutingFile:
         try:
             status = os.stat(path)
         except OSError as exc:
-            self._fail(f"routing file {path}: cannot be read ({_reason(exc)})")
+            self._fail(f"routing file {path.name}: cannot be read ({_reason(exc)})")
             self._seen = None  # when it comes back, read it whatever its signature
             return
         signature = _signature(status)
@@ -107,15 +107,15 @@ class RoutingFile:
             with path.open("rb") as file:
                 document = file.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
-            self._fail(f"routing file {path}: cannot be read ({_reason(exc)})")
+            self._fail(f"routing file {path.name}: cannot be read ({_reason(exc)})")
             return
         if len(document) > MAX_FILE_BYTES:
-            self._fail(f"routing file {path}: larger than {MAX_FILE_BYTES} bytes")
+            self._fail(f"routing file {path.name}: larger than {MAX_FILE_BYTES} bytes")
             return
         try:
             config = parse_routing(document)
         except RoutingError as exc:
-            self._fail(f"routing file {path}: {exc}")
+            self._fail(f"routing file {path.name}: {exc}")
             return
         if config != self._config or self._error is not None:
             logger.info("routing file %s read: %s", path, _summary(config))
@@ -138,7 +138,7 @@ def _write_atomically(path: Path, document: bytes) -> None:
     except FileNotFoundError:
         mode = 0o644
     except OSError as exc:
-        raise RoutingFileError(f"cannot write routing file {path}: {_reason(exc)}") from exc
+        raise RoutingFileError(f"cannot write routing file {path.name}: {_reason(exc)}") from exc
     temporary: str | None = None
     try:
         with tempfile.NamedTemporaryFile(
@@ -152,7 +152,7 @@ def _write_atomically(path: Path, document: bytes) -> None:
         os.replace(temporary, path)
         temporary = None
     except OSError as exc:
-        raise RoutingFileError(f"cannot write routing file {path}: {_reason(exc)}") from exc
+        raise RoutingFileError(f"cannot write routing file {path.name}: {_reason(exc)}") from exc
     finally:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)

@@ -24,6 +24,10 @@ class ServedVersions:
         self._catalog = catalog  # None: in-process
         self._from_config_file = from_config_file
 
+    @property
+    def in_process(self) -> bool:
+        return self._catalog is None
+
     async def close(self) -> None:
         if self._catalog is not None:
             await self._catalog.close()

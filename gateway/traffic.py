@@ -71,10 +71,11 @@ class Traffic:
         """The target a request is answered by."""
         if requested.version is not None or requested.label is not None:
             return Routed(requested, "request")
-        split = self.routing.current().split_for(requested.model)
+        config = self.routing.current()  # once: PUT /admin/routing may replace it meanwhile
+        split = config.split_for(requested.model)
         if split is None:
             return Routed(default_target(requested.model, models), "default")
-        sticky = self.routing.current().models[requested.model].sticky_header
+        sticky = config.models[requested.model].sticky_header
         key = headers.get(sticky) if sticky else None
         return Routed(choose(split, key), "split")
 

@@ -8,6 +8,7 @@ from `write_model_files`.
 """
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ import orjson
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from gateway.backend import BatchPrediction, ModelSignature, ModelStatus
+from gateway.embedded import version_folders
 from gateway.errors import BackendUnavailable
 from gateway.model_assets import EXPORT_INFO_FILE, LABELS_FILE
 from gateway.model_config import ModelEntry
@@ -76,22 +78,47 @@ class FakeBackend:
         self.num_classes = num_classes
         self.batches: list[np.ndarray] = []  # every batch predict was given, in order
         self.predicting = asyncio.Event()  # set once predict has been called
+        # When set to an event, predict (after recording its batch) waits for it: a
+        # test holds a call in flight and lets it go when it has looked.
+        self.predict_gate: asyncio.Event | None = None
+        # Every backend open_lane made, with its target, in order; lane_start_gate is
+        # handed to each, whose start() then waits for it (a lane still opening).
+        self.lane_backends: list[tuple[Target, FakeBackend]] = []
+        self.lane_start_gate: asyncio.Event | None = None
+        self.start_gate: asyncio.Event | None = None
+        self.start_calls = 0
         self.started = False
         self.closed = False
 
     def open_lane(self, settings: Settings, entry: ModelEntry, target: Target) -> "FakeBackend":
-        """A backend for another version's lane: this one's scores and shape, that version."""
-        return FakeBackend(
-            version=target.version or self.version,
+        """A backend for another version's lane: this one's scores and shape, that version.
+
+        A lane for a model without a version serves what the in-process backend would:
+        the newest version folder its policy serves (this backend's version if none).
+        """
+        version = target.version
+        if version is None:
+            try:
+                version = max(entry.policy.served(version_folders(entry.path)), default=None)
+            except FileNotFoundError:
+                version = None
+        lane = FakeBackend(
+            version=self.version if version is None else version,
             scores=self.scores,
             image_size=self.image_size,
             num_classes=self.num_classes,
         )
+        lane.start_gate = self.lane_start_gate
+        self.lane_backends.append((target, lane))
+        return lane
 
     def describe(self) -> dict[str, str]:
         return {"backend": self.name, "transport": "in-process"}
 
     async def start(self) -> None:
+        self.start_calls += 1
+        if self.start_gate is not None:
+            await self.start_gate.wait()
         self.started = True
 
     async def close(self) -> None:
@@ -126,6 +153,8 @@ class FakeBackend:
     async def predict(self, images: np.ndarray) -> BatchPrediction:
         self.batches.append(images)
         self.predicting.set()
+        if self.predict_gate is not None:
+            await self.predict_gate.wait()
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.error is not None:
@@ -156,6 +185,43 @@ def write_model_files(
     info = UNTRAINED if export_info is None else export_info
     (version_dir / EXPORT_INFO_FILE).write_bytes(orjson.dumps(info))
     return model_root
+
+
+def write_golden_answer(
+    model_root: Path,
+    version: int,
+    photo: bytes,
+    probabilities: Sequence[float] | np.ndarray | None = None,
+    *,
+    photo_file: str = "golden_photo.jpg",
+    l1: float = 0.01,
+) -> Path:
+    """golden_answer.json and its photograph, as an export writes them (gateway/golden.py).
+
+    By default the expected answer is `ramp_scores()`, what a FakeBackend answers,
+    for IMAGE_SIZE pixels: a version served by a FakeBackend passes its check.
+    """
+    row = [float(p) for p in (ramp_scores() if probabilities is None else probabilities)]
+    order = sorted(range(len(row)), key=lambda i: -row[i])
+    ranked = [{"class_id": i, "label": label_for(i), "probability": row[i]} for i in order[:5]]
+    document = {
+        "format": 1,
+        "photo": {"file": photo_file, "sha256": hashlib.sha256(photo).hexdigest()},
+        "input": {"width": IMAGE_SIZE[0], "height": IMAGE_SIZE[1], "dtype": "uint8"},
+        "computed_by": "test/fake_backend.py",
+        "expected": {
+            "top1": ranked[0],
+            "top1_margin": row[order[0]] - row[order[1]],
+            "top5": ranked,
+            "probabilities": row,
+        },
+        "tolerance": {"l1": l1},
+    }
+    folder = model_root / MODEL_NAME / str(version) / "assets.extra"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "golden_answer.json").write_bytes(orjson.dumps(document))
+    (folder / photo_file).write_bytes(photo)
+    return folder
 
 
 class GivenSettings(Settings):

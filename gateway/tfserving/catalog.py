@@ -57,14 +57,10 @@ class TFServingCatalog:
             response.raise_for_status()
             entries = response.json()["model_version_status"]
             listed = [
-                VersionState(
-                    int(entry["version"]),
-                    str(entry["state"]),
-                    str((entry.get("status") or {}).get("error_message", "")),
-                )
+                VersionState(int(entry["version"]), str(entry["state"]), _error_of(entry))
                 for entry in entries
             ]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BackendUnavailable(f"TF Serving sent an unreadable status for {model}") from exc
         current = {(model, entry.version) for entry in listed if entry.state == "AVAILABLE"}
         for key in [key for key in self._signatures if key[0] == model and key not in current]:
@@ -101,3 +97,9 @@ class TFServingCatalog:
             return await self._client.get(url)
         except httpx.HTTPError as exc:
             raise BackendUnavailable("TF Serving is not reachable") from exc
+
+
+def _error_of(entry: Any) -> str:
+    """A status entry's error message; "" when it has none (or no readable one)."""
+    status = entry.get("status")
+    return str(status.get("error_message", "")) if isinstance(status, dict) else ""
