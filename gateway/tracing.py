@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import request_id
+from gateway.delivery import Delivery
 from gateway.settings import Settings
 
 if TYPE_CHECKING:  # only for mypy: importing them would load OpenTelemetry in every process
@@ -129,30 +130,23 @@ class TracingMiddleware:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         parent = TraceContextTextMapPropagator().extract(headers)
         method = scope["method"]
-        status = 0
-
-        async def watching_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        delivery = Delivery(send, reraise=True)
         with self._tracer.start_as_current_span(
             method, context=parent, kind=SpanKind.SERVER, attributes={"http.request.method": method}
         ) as span:
             try:
-                await self.app(scope, receive, watching_send)
+                await self.app(scope, receive, delivery.send)
             finally:
                 # The route is known only once the router has matched it into the scope.
                 route = getattr(scope.get("route"), "path", None)
                 if isinstance(route, str):
                     span.update_name(f"{method} {route}")
                     span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("http.response.status_code", delivery.status)
                 known = request_id.of_scope(scope)
                 if known:
                     span.set_attribute("http.request.header.x-request-id", known)
-                if status >= 500:
+                if delivery.status >= 500:
                     span.set_status(StatusCode.ERROR)
 
     def _shutting_down(self, send: Send) -> Send:

@@ -5,7 +5,8 @@ rules, and the unit tests in deploy/prometheus/tests/); the Grafana dashboard
 must be well-formed and name only the provisioned datasource; every series the
 dashboard and the rules use must be one gateway/metrics.py exports (or TF
 Serving's, or Prometheus' own `up`). The same expressions are run against a real
-Prometheus in test/e2e/test_prometheus_monitoring.py.
+Prometheus in test/e2e/test_prometheus_monitoring.py, which reads the files
+through this module's helpers (`alert_rules`, `dashboard`, `runnable_prometheus_config`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ruamel.yaml import YAML
 import gateway.metrics
 from test_deployment_files import (
     MONITORING_CONFIG_FILE,
+    ROOT,
     host_path_of,
     mounts_of,
     port_bindings,
@@ -31,7 +33,6 @@ from test_deployment_files import (
     tmpfs_bytes,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 RULES_FILE = PROMETHEUS_DIR / "rules" / "gateway.rules.yml"
@@ -93,22 +94,27 @@ def dashboard_exprs() -> list[str]:
     return [target["expr"] for panel in dashboard()["panels"] for target in panel["targets"]]
 
 
-def prometheus_config_for_check(tmp_path: Path) -> Path:
-    """The config with its key file and rule paths pointed at files that exist here."""
+def runnable_prometheus_config(workdir: Path, api_key: str) -> dict[str, Any]:
+    """prometheus.yml as Prometheus can load it here: its key file in `workdir`, rules found."""
     config = yaml_file(PROMETHEUS_CONFIG)
-    key = tmp_path / "gateway-scrape-key"
-    key.write_text("a-key\n")
+    key = workdir / "gateway-scrape-key"
+    key.write_text(api_key + "\n")
     for job in config["scrape_configs"]:
         if "authorization" in job:
             job["authorization"]["credentials_file"] = str(key)
     config["rule_files"] = [str(PROMETHEUS_DIR / pattern) for pattern in config["rule_files"]]
-    checked = tmp_path / "prometheus.yml"
-    YAML(typ="safe", pure=True).dump(config, checked)
-    return checked
+    assert isinstance(config, dict)
+    return config
+
+
+def write_yaml(document: dict[str, Any], path: Path) -> Path:
+    YAML(typ="safe", pure=True).dump(document, path)
+    return path
 
 
 def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
-    result = promtool("check", "config", str(prometheus_config_for_check(tmp_path)))
+    checked = write_yaml(runnable_prometheus_config(tmp_path, "a-key"), tmp_path / "prometheus.yml")
+    result = promtool("check", "config", str(checked))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
     assert f"{len(alert_rules())} rules found" in result.stdout

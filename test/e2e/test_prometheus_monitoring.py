@@ -14,7 +14,6 @@ in production fails here instead.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Any
 import httpx
 import pytest
 from google.protobuf import text_format
-from ruamel.yaml import YAML
 
 from gateway.tfserving.protos.model_server_config_pb2 import ModelServerConfig
 from processes import (
@@ -38,39 +36,37 @@ from processes import (
     tfserving_double,
     wait_until,
 )
+from test_deployment_files import MODELS_CONFIG_FILE, MONITORING_CONFIG_FILE
+from test_monitoring_files import (
+    SERIES,
+    THRESHOLD,
+    alert_rules,
+    dashboard,
+    dashboard_exprs,
+    runnable_prometheus_config,
+    write_yaml,
+)
 
-DEPLOY = ROOT / "deploy"
-PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
-RULES_FILE = DEPLOY / "prometheus" / "rules" / "gateway.rules.yml"
-MODELS_CONFIG = DEPLOY / "tfserving" / "models.config"
-MONITORING_CONFIG = DEPLOY / "tfserving" / "monitoring.config"
-DASHBOARD = DEPLOY / "grafana" / "dashboards" / "gateway.json"
 API_KEY = "monitoring-test-key"
 # Grafana fills these before it sends a query; Prometheus needs values.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$model": ".*"}
-THRESHOLD = re.compile(r"\s*(?:[<>]=?|[!=]=)\s*[-+]?[0-9.]+(?:e[-+]?\d+)?\s*$")
-SERIES = re.compile(r"(?<![\w:$])(gateway_\w+|:tensorflow:[\w:]+|up)(?![\w:(])")
 SUCCESSES_PER_LABEL = 6
 SPLIT_SUCCESSES = 8
 
 
 def dashboard_queries() -> list[Any]:
     """One pytest param per dashboard target, named by its panel and refId."""
-    document = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     return [
         pytest.param(target["expr"], id=f"{panel['id']}{target['refId']}-{panel['title'][:40]}")
-        for panel in document["panels"]
+        for panel in dashboard()["panels"]
         for target in panel["targets"]
     ]
 
 
 def alert_measures() -> list[Any]:
     """One pytest param per alert: its expression without the threshold comparison."""
-    groups = YAML(typ="safe", pure=True).load(RULES_FILE)["groups"]
     return [
-        pytest.param(THRESHOLD.sub("", rule["expr"]), id=rule["alert"])
-        for group in groups
-        for rule in group["rules"]
+        pytest.param(THRESHOLD.sub("", rule["expr"]), id=rule["alert"]) for rule in alert_rules()
     ]
 
 
@@ -94,7 +90,7 @@ def serving_root(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def models_config(serving_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """deploy/tfserving/models.config's mobilenet entry, moved to this tree, canary on 2."""
     config = ModelServerConfig()
-    text_format.Parse(MODELS_CONFIG.read_text(encoding="utf-8"), config)
+    text_format.Parse(MODELS_CONFIG_FILE.read_text(encoding="utf-8"), config)
     (entry,) = [c for c in config.model_config_list.config if c.name == MODEL_NAME]
     entry.base_path = str(serving_root / MODEL_NAME)
     del entry.model_version_policy.specific.versions[:]
@@ -115,7 +111,7 @@ def monitored_double(serving_root: Path, models_config: Path, logs: Path) -> Ite
         serving_root / MODEL_NAME,
         logs / "double-monitored.log",
         model_config_file=str(models_config),
-        monitoring_config_file=str(MONITORING_CONFIG),
+        monitoring_config_file=str(MONITORING_CONFIG_FILE),
         # As compose passes it: the start-up config labels versions not yet loaded.
         allow_version_labels_for_unavailable_models="true",
     )
@@ -177,21 +173,15 @@ def prometheus(
     if executable is None:
         pytest.fail("prometheus is missing: apt-get install prometheus (.ci/run installs it)")
     workdir = tmp_path_factory.mktemp("prometheus")
-    config = YAML(typ="safe", pure=True).load(PROMETHEUS_CONFIG)
+    config = runnable_prometheus_config(workdir, API_KEY)
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / p) for p in config["rule_files"]]
-    key_file = workdir / "gateway-scrape-key"
-    key_file.write_text(API_KEY + "\n")
     targets = {
         "gateway": monitored_gateway.url.removeprefix("http://"),
         "tensorflow-serving": monitored_double.url.removeprefix("http://"),
     }
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
-        if "authorization" in job:
-            job["authorization"]["credentials_file"] = str(key_file)
-    config_path = workdir / "prometheus.yml"
-    YAML(typ="safe", pure=True).dump(config, config_path)
+    config_path = write_yaml(config, workdir / "prometheus.yml")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = Process(
@@ -318,13 +308,7 @@ def test_alert_measure_returns_data(scraped: str, expr: str) -> None:
 def test_dashboard_series_are_all_scraped(scraped: str) -> None:
     response = httpx.get(f"{scraped}/api/v1/label/__name__/values", timeout=10)
     known = set(response.json()["data"])
-    document = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    used = {
-        name
-        for panel in document["panels"]
-        for target in panel["targets"]
-        for name in SERIES.findall(target["expr"])
-    }
+    used = {name for expr in dashboard_exprs() for name in SERIES.findall(expr)}
     assert used - known == set()
 
 

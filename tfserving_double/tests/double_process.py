@@ -1,6 +1,8 @@
-"""The double as a subprocess for the config-file tests: start it, read its ready line, stop it.
+"""The double as a subprocess for its own tests: start it, read its ready line, stop it.
 
-The models are half_plus_two versions whose offset is the version number
+Every test module of the double starts it through `Double`, so the ready line is
+read, the log kept and a clean SIGTERM checked in one place. The models written
+here are half_plus_two versions whose offset is the version number
 (y = 0.5 * x + N), so a prediction names the version that answered it.
 """
 
@@ -13,14 +15,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
 import double_models
+from processes import ROOT, child_env
 
-ROOT = Path(__file__).resolve().parents[2]
 READY_PREFIX = "tfserving_double: REST on 127.0.0.1:"
 
 
@@ -36,6 +38,13 @@ def write_versions(base_path: Path, versions: list[int]) -> Path:
     return base_path
 
 
+def write_models(root: Path, models: dict[str, list[int]]) -> Path:
+    """Publish each model's versions under root/NAME (see `write_versions`); return `root`."""
+    for name, versions in models.items():
+        write_versions(root / name, versions)
+    return root
+
+
 def write_config(path: Path, text: str) -> Path:
     """Replace a config file in one rename, so a poller never reads half of it."""
     staging = path.with_name(path.name + ".tmp")
@@ -45,19 +54,15 @@ def write_config(path: Path, text: str) -> Path:
 
 
 class Double:
-    """A tfserving_double subprocess with its ready line and log."""
+    """A tfserving_double subprocess with its ready line and log (stderr)."""
 
     def __init__(self, log_path: Path, *flags: str) -> None:
         self.log_path = log_path
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        # REST on a free port unless `flags` name one: the last value of a flag wins.
+        command = [sys.executable, "-m", "tfserving_double", "--rest_api_port=0", *flags]
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tfserving_double", "--rest_api_port=0", *flags],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=env,
-                cwd=ROOT,
-                text=True,
+                command, stdout=subprocess.PIPE, stderr=log, env=child_env(), cwd=ROOT, text=True
             )
         self._lines: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
@@ -109,6 +114,15 @@ class Double:
             self.process.kill()
             self.exit_status(timeout=5)
             raise
+
+
+def serve(double: Double) -> Iterator[Double]:
+    """Yield `double` once ready (a fixture's body) and check that SIGTERM stops it cleanly."""
+    try:
+        yield double.wait_ready()
+    finally:
+        status = double.stop()
+    assert status == 0, double.log()
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 30, what: str = "") -> None:

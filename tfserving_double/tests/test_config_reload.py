@@ -20,12 +20,12 @@ from double_process import (
     Double,
     available,
     predict_offset,
+    serve,
     states,
     wait_until,
     write_config,
-    write_versions,
+    write_models,
 )
-from processes import free_port
 
 
 def config_text(models: dict[str, tuple[Path, list[int], dict[str, int]]]) -> str:
@@ -43,16 +43,7 @@ def config_text(models: dict[str, tuple[Path, list[int], dict[str, int]]]) -> st
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("reload")
-    write_versions(root / "a", [1, 2, 3])
-    write_versions(root / "b", [4])
-    return root
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as http:
-        yield http
+    return write_models(tmp_path_factory.mktemp("reload"), {"a": [1, 2, 3], "b": [4]})
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +58,7 @@ def polled(store: Path) -> Iterator[Double]:
         # Start-up labels are checked before anything loads (test_version_labels.py).
         "--allow_version_labels_for_unavailable_models=true",
     )
-    try:
-        yield process.wait_ready()
-    finally:
-        assert process.stop() == 0
+    yield from serve(process)
 
 
 def test_reload_adds_a_model_moves_a_label_and_removes_the_model(
@@ -130,11 +118,6 @@ def test_broken_or_refused_file_keeps_the_running_config(
 
 
 @pytest.fixture(scope="module")
-def grpc_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
 def managed(store: Path, grpc_port: int) -> Iterator[Double]:
     process = Double(
         store / "managed.log",
@@ -142,10 +125,7 @@ def managed(store: Path, grpc_port: int) -> Iterator[Double]:
         f"--model_base_path={store / 'a'}",
         f"--port={grpc_port}",
     )
-    try:
-        yield process.wait_ready()
-    finally:
-        assert process.stop() == 0
+    yield from serve(process)
 
 
 @pytest.fixture(scope="module")

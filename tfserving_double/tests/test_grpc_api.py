@@ -35,7 +35,8 @@ from tensorflow_serving.apis import (
 )
 
 import double_models
-from processes import ROOT, Process, child_env, free_port
+from double_process import Double, serve
+from processes import ROOT, child_env, free_port
 
 IMAGE = "mobilenet"
 HALF = "half_plus_two"
@@ -44,12 +45,15 @@ SHAPE = double_models.IMAGE_SHAPE
 
 @dataclass
 class GrpcDouble:
-    """A running double with its REST URL and gRPC stubs."""
+    """A running double with its gRPC channel and stubs."""
 
-    process: Process
-    rest_url: str
+    double: Double
     grpc_port: int
     channel: grpc.Channel
+
+    @property
+    def rest_url(self) -> str:
+        return self.double.url
 
     @property
     def predictions(self) -> prediction_service_pb2_grpc.PredictionServiceStub:
@@ -59,39 +63,20 @@ class GrpcDouble:
     def models(self) -> model_service_pb2_grpc.ModelServiceStub:
         return model_service_pb2_grpc.ModelServiceStub(self.channel)
 
-    def log(self) -> str:
-        return self.process.log_path.read_text(errors="replace")
 
-
-def start_double(base_path: Path, log_path: Path, *flags: str) -> GrpcDouble:
-    """Start the double with gRPC on a free port; ready once the ready line is logged."""
-    rest_port, grpc_port = free_port(), free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "tfserving_double",
+def serve_grpc(base_path: Path, log_path: Path, *flags: str) -> Iterator[GrpcDouble]:
+    """Serve `base_path` with gRPC on a free port (a fixture's body), through `serve`."""
+    grpc_port = free_port()
+    double = Double(
+        log_path,
         f"--model_name={base_path.name}",
         f"--model_base_path={base_path}",
-        f"--rest_api_port={rest_port}",
         f"--port={grpc_port}",
         *flags,
-    ]
-
-    def ready() -> bool:
-        return log_path.exists() and "tfserving_double: REST on" in log_path.read_text()
-
-    process = Process(args, child_env(), log_path, ready).start(60)
-    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-    return GrpcDouble(process, f"http://127.0.0.1:{rest_port}", grpc_port, channel)
-
-
-def stop_double(double: GrpcDouble) -> None:
-    """SIGTERM the double and check that it stopped cleanly."""
-    double.channel.close()
-    popen = double.process.popen
-    assert popen is not None
-    double.process.stop()
-    assert popen.returncode == 0, double.log()
+    )
+    for ready in serve(double):
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            yield GrpcDouble(ready, grpc_port, channel)
 
 
 @pytest.fixture(scope="module")
@@ -107,31 +92,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def control_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
 def image(store: Path, control_port: int) -> Iterator[GrpcDouble]:
-    double = start_double(store / IMAGE, store / "image.log", f"--control_port={control_port}")
-    yield double
-    stop_double(double)
+    yield from serve_grpc(store / IMAGE, store / "image.log", f"--control_port={control_port}")
 
 
 @pytest.fixture(scope="module")
 def half_content(store: Path) -> Iterator[GrpcDouble]:
-    double = start_double(
+    yield from serve_grpc(
         store / HALF, store / "half.log", "--enable_serialization_as_tensor_content=true"
     )
-    yield double
-    stop_double(double)
-
-
-@pytest.fixture
-def control(control_port: int) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"http://127.0.0.1:{control_port}", timeout=10) as http:
-        yield http
-        http.delete("/faults")
 
 
 def images(count: int, seed: int = 1) -> np.ndarray:
@@ -173,11 +142,10 @@ def decode(proto: tensor_pb2.TensorProto, dtype: tf.DType) -> np.ndarray:
 
 
 def test_ready_line_names_both_ports(image: GrpcDouble) -> None:
-    rest_port = image.rest_url.rsplit(":", 1)[1]
-    assert (
-        f"tfserving_double: REST on 127.0.0.1:{rest_port} and gRPC on 127.0.0.1:"
+    assert image.double.ready_line == (
+        f"tfserving_double: REST on 127.0.0.1:{image.double.port} and gRPC on 127.0.0.1:"
         f"{image.grpc_port} serving {IMAGE} versions [1]"
-    ) in image.log()
+    )
 
 
 # Predict

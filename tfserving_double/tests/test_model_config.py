@@ -16,9 +16,10 @@ from double_process import (
     Double,
     available,
     predict_offset,
+    serve,
     wait_until,
     write_config,
-    write_versions,
+    write_models,
 )
 
 
@@ -31,10 +32,9 @@ def model_entry(name: str, base_path: Path, extra: str = "", platform: str = "te
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("config_models")
-    write_versions(root / "three", [1, 2, 3])
-    write_versions(root / "other", [7])
-    return root
+    return write_models(
+        tmp_path_factory.mktemp("config_models"), {"three": [1, 2, 3], "other": [7]}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +62,7 @@ def double(store: Path) -> Iterator[Double]:
         "--model_name=ignored",
         f"--model_base_path={store / 'other'}",
     )
-    try:
-        yield process.wait_ready()
-    finally:
-        assert process.stop() == 0
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as http:
-        yield http
+    yield from serve(process)
 
 
 def test_ready_line_names_every_model_in_config_order(double: Double) -> None:

@@ -18,8 +18,7 @@ import tensorflow as tf
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from double_process import Double, write_config, write_versions
-from processes import free_port
+from double_process import Double, serve, write_config, write_models
 
 PATH = "/monitoring/prometheus/metrics"
 COUNT = ":tensorflow:serving:request_count"
@@ -31,14 +30,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("monitoring")
-    write_versions(root / "half", [1])
-    return root
-
-
-@pytest.fixture(scope="module")
-def grpc_port() -> int:
-    return free_port()
+    return write_models(tmp_path_factory.mktemp("monitoring"), {"half": [1]})
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +45,7 @@ def double(store: Path, grpc_port: int) -> Iterator[Double]:
         f"--port={grpc_port}",
         f"--monitoring_config_file={monitoring}",
     )
-    try:
-        yield process.wait_ready()
-    finally:
-        assert process.stop() == 0
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as http:
-        yield http
+    yield from serve(process)
 
 
 def scrape(client: httpx.Client, double: Double) -> Samples:

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import gzip
 import os
-import queue
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,91 +21,10 @@ import orjson
 import pytest
 
 import double_models
+from double_process import READY_PREFIX, Double, serve, wait_until
 from processes import free_port
 
-ROOT = Path(__file__).resolve().parents[2]  # `python -m tfserving_double` runs from here
-READY_PREFIX = "tfserving_double: REST on 127.0.0.1:"
 HALF = "half_plus_two"
-
-
-class Double:
-    """A tfserving_double subprocess, its ready line and its log."""
-
-    def __init__(self, log_path: Path, *flags: str) -> None:
-        self.log_path = log_path
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tfserving_double", *flags],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=env,
-                cwd=ROOT,
-                text=True,
-            )
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
-        self._reader.start()
-        self.port = 0
-
-    def _read_stdout(self) -> None:
-        assert self.process.stdout is not None
-        with self.process.stdout as stream:
-            for line in stream:
-                self._lines.put(line)
-
-    def wait_ready(self, timeout: float = 60) -> Double:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._lines.get(timeout=0.2)
-            except queue.Empty:
-                assert self.process.poll() is None, self.log()
-                continue
-            if line.startswith(READY_PREFIX):
-                self.port = int(line[len(READY_PREFIX) :].split()[0])
-                self.ready_line = line.strip()
-                return self
-        raise AssertionError(f"double not ready after {timeout} s:\n{self.log()}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait(self, timeout: float) -> int:
-        status = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return status
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.wait(timeout=5)
-            raise
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 15, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def serve(double: Double) -> Iterator[Double]:
-    """Yield a ready double and check that SIGTERM stops it cleanly."""
-    try:
-        yield double.wait_ready()
-    finally:
-        status = double.stop()
-    assert status == 0
 
 
 @pytest.fixture(scope="module")
@@ -130,17 +44,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def control_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
 def half(store: Path, control_port: int) -> Iterator[Double]:
     double = Double(
         store / "half.log",
         f"--model_name={HALF}",
         f"--model_base_path={store / HALF}",
-        "--rest_api_port=0",
         f"--control_port={control_port}",
         "--rest_api_timeout_in_ms=1000",
         "--port=0",
@@ -155,22 +63,8 @@ def image(store: Path) -> Iterator[Double]:
         store / "image.log",
         "--model_name=mobilenet",
         f"--model_base_path={store / 'mobilenet'}",
-        "--rest_api_port=0",
     )
     yield from serve(double)
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as http:
-        yield http
-
-
-@pytest.fixture
-def control(control_port: int) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"http://127.0.0.1:{control_port}", timeout=10) as http:
-        yield http
-        http.delete("/faults")
 
 
 def post(
@@ -792,11 +686,11 @@ def test_failed_initial_load_stops_the_server(tmp_path: Path) -> None:
         f"--model_base_path={tmp_path}",
         "--max_num_load_retries=0",
     )
-    assert double.wait(timeout=60) == 1
+    assert double.exit_status(timeout=60) == 1
     assert "Failed to start server. Error:" in double.log()
 
 
 def test_bad_flag_value_prints_usage_and_exits(tmp_path: Path) -> None:
     double = Double(tmp_path / "flags.log", "--rest_api_port=abc", "--model_base_path=/x")
-    assert double.wait(timeout=30) == 255
+    assert double.exit_status(timeout=30) == 255
     assert "Couldn't interpret value =abc for flag rest_api_port." in double.log()

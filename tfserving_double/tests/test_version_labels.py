@@ -25,11 +25,11 @@ from double_process import (
     Double,
     available,
     predict_offset,
+    serve,
     wait_until,
     write_config,
     write_versions,
 )
-from processes import free_port
 
 LABELLED = """model_config_list {{
   config {{
@@ -48,11 +48,6 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def grpc_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
 def double(base: Path, grpc_port: int) -> Iterator[Double]:
     config = write_config(base.parent / "models.config", LABELLED.format(base=base))
     process = Double(
@@ -61,10 +56,7 @@ def double(base: Path, grpc_port: int) -> Iterator[Double]:
         f"--port={grpc_port}",
         "--allow_version_labels_for_unavailable_models=true",
     )
-    try:
-        yield process.wait_ready()
-    finally:
-        assert process.stop() == 0
+    yield from serve(process)
 
 
 @pytest.fixture(scope="module")
