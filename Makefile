@@ -12,7 +12,7 @@ MODEL_DIR ?= models
 MODEL_NAME ?= $(if $(filter efficientnet-lite0,$(MODEL_SOURCE)),efficientnet_lite0,mobilenet)
 PORT ?= 8000
 
-.PHONY: help venv export run test test-fast lint bench lock protos clean
+.PHONY: help venv export run test test-fast lint bench lock protos clean demo-rollout
 
 help:
 	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none)"
@@ -21,6 +21,7 @@ help:
 	@echo "make protos   regenerate gateway/tfserving/protos/ from protos/*.proto"
 	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random|keras-weights)"
 	@echo "make bench    measure throughput and latency (see README)"
+	@echo "make demo-rollout  canary split, shadow and a rollout under load against the TF Serving double"
 	@echo "make lock     rewrite the requirement files and the gateway image's lock from pyproject.toml"
 	@echo "make clean    remove the virtual environment and caches"
 
@@ -61,6 +62,11 @@ test-fast: lint
 bench: venv
 	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
 	$(BIN)/python -m bench --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME)
+
+# Two models, three versions, a canary split, shadow traffic and a rollout under load,
+# against the TF Serving double: the figures docs/rollouts.md talks about, in plain text.
+demo-rollout: venv
+	$(BIN)/python -m bench.rollout_demo
 
 # After a change to pyproject.toml's dependencies. The lock keeps the versions it
 # pins: delete gateway/requirements.lock first to move them to the newest releases.

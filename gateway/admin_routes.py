@@ -8,18 +8,19 @@ written to ROUTING_FILE atomically when there is one, so a restart keeps it.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from gateway import paths
+from gateway.dependencies import FleetDep
 from gateway.errors import AdminDisabled, InvalidRequest, RoutingNotSaved
 from gateway.problems import documented
 from gateway.responses import json_response
-from gateway.routing_file import RoutingFileError
+from gateway.routing_file import MAX_FILE_BYTES, RoutingFileError
 from gateway.settings import Settings
 from gateway.traffic import Traffic
-from gateway.traffic_split import RoutingError, validate_routing
+from gateway.traffic_split import RoutingError, parse_routing
 
 router = APIRouter()
 
@@ -57,16 +58,41 @@ async def get_routing(traffic: AdminTraffic) -> Response:
     paths.ADMIN_ROUTING,
     summary="Replace the canary split and shadow routing (docs/rollouts.md)",
     responses=documented(401, 403, 422, 500),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
 )
-async def put_routing(
-    traffic: AdminTraffic, document: Annotated[dict[str, Any], Body()]
-) -> Response:
+async def put_routing(request: Request, traffic: AdminTraffic, fleet: FleetDep) -> Response:
+    # Read as the routing file is read: the same size cap and the same strict parser
+    # (duplicate keys refused), so whatever is accepted here is read back after a restart.
+    document = await _bounded_body(request)
     try:
-        config = validate_routing(document)
+        config = await run_in_threadpool(parse_routing, document)  # validation is CPU work
     except RoutingError as exc:
         raise InvalidRequest(f"The routing was not changed: {exc}") from None
+    unknown = sorted(set(config.models) - set(fleet.models.names()))
+    if unknown:
+        raise InvalidRequest(
+            f"The routing was not changed: it names models not served here: "
+            f"{', '.join(repr(name) for name in unknown[:5])}; served: "
+            f"{', '.join(fleet.models.names())}."
+        )
     try:
         await run_in_threadpool(traffic.routing.replace, config)  # it writes and fsyncs
     except RoutingFileError as exc:
         raise RoutingNotSaved(f"The routing was not changed: {exc}") from None
     return json_response(_routing_body(traffic))
+
+
+async def _bounded_body(request: Request) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FILE_BYTES:
+            raise InvalidRequest(
+                f"The routing was not changed: it is larger than {MAX_FILE_BYTES} bytes."
+            )
+    return bytes(body)

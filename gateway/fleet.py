@@ -136,6 +136,8 @@ class Fleet:
         """The lane answering `target`, opened and ready; 404 for what is not served."""
         lane = self._lanes.get(target)
         if lane is not None:
+            if lane is not self.default_lane and lane.backend.served_version() is None:
+                await lane.wait_ready(deadline)  # opened by another request, still loading
             return lane
         entry = self.entry(target.model)
         if self.served.in_process and target.version is None and target.label is None:
@@ -227,6 +229,8 @@ class Fleet:
         entry = self._models.models.get(target.model)
         if entry is None:
             return False
+        if self._lanes[target].settings.model_dir != entry.path:
+            return False  # the model moved to another folder: reopen it there
         if target.label is not None:
             return self._config_file is None or target.label in entry.labels
         versions = served.get(target.model)

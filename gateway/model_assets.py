@@ -13,8 +13,6 @@ while predictions go on with `class_N` names and unknown weights.
 """
 
 import logging
-import os
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from gateway.bounded_read import NotARegularFile, read_bounded
 from gateway.golden import (
     GOLDEN_FILENAME,
     GoldenAnswer,
@@ -296,16 +295,10 @@ def _read_bounded(
     With missing_ok, a file that is not there is None without a problem.
     """
     try:
-        # O_NONBLOCK: a FIFO planted under the name must not block the event loop on open.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                problems.append(FileProblem(name, "not a regular file"))
-                return None
-            with os.fdopen(fd, "rb", closefd=False) as file:
-                data = file.read(MAX_FILE_BYTES + 1)
-        finally:
-            os.close(fd)
+        data = read_bounded(path, MAX_FILE_BYTES)
+    except NotARegularFile:
+        problems.append(FileProblem(name, "not a regular file"))
+        return None
     except FileNotFoundError:
         if not missing_ok:
             problems.append(FileProblem(name, "missing"))

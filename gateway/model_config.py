@@ -22,6 +22,7 @@ from typing import Literal
 
 from google.protobuf import text_format
 
+from gateway.bounded_read import read_bounded
 from gateway.settings import Settings
 from gateway.tfserving.protos import model_server_config_pb2
 
@@ -145,6 +146,7 @@ class ModelConfigFile:
         self._path = path
         self._base = model_base_path
         self._required = ""  # MODEL_NAME, once required: a file without it is refused
+        self._required_path = Path()
         self._stamp: tuple[int, int, int] | None = None
         self.error = ""  # why the file as it is now is not in force; "" when it is
         self.models = self._read()  # refuses to start on a file that does not parse
@@ -157,6 +159,7 @@ class ModelConfigFile:
                 f"{', '.join(self.models.names())}"
             )
         self._required = model
+        self._required_path = self.models.models[model].path
 
     def refresh(self) -> bool:
         """Re-read the file if it changed; True when a new model set took force."""
@@ -183,8 +186,7 @@ class ModelConfigFile:
 
     def _read(self) -> ModelSet:
         self._stamp = _stamp(self._path)
-        with self._path.open("rb") as file:
-            data = file.read(MAX_CONFIG_BYTES + 1)
+        data = read_bounded(self._path, MAX_CONFIG_BYTES)
         if len(data) > MAX_CONFIG_BYTES:
             raise ValueError(f"it is larger than {MAX_CONFIG_BYTES} bytes")
         try:
@@ -194,6 +196,12 @@ class ModelConfigFile:
         models = parse_model_config(text, self._base)
         if self._required and self._required not in models.models:
             raise ValueError(f"it does not configure MODEL_NAME {self._required!r}")
+        if self._required and models.models[self._required].path != self._required_path:
+            # The default lane is the app's backend, opened once on that folder.
+            raise ValueError(
+                f"it moves MODEL_NAME {self._required!r} to another base_path; "
+                "restart the gateway to serve it from there"
+            )
         return models
 
 

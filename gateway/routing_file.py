@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.bounded_read import read_bounded
 from gateway.traffic_split import RoutingConfig, RoutingError, parse_routing
 
 logger = logging.getLogger(__name__)
@@ -104,8 +105,7 @@ class RoutingFile:
         racy = time.time() - status.st_mtime < RACY_SECONDS
         self._seen = None if racy else signature
         try:
-            with path.open("rb") as file:
-                document = file.read(MAX_FILE_BYTES + 1)
+            document = read_bounded(path, MAX_FILE_BYTES)
         except OSError as exc:
             self._fail(f"routing file {path.name}: cannot be read ({_reason(exc)})")
             return

@@ -14,7 +14,7 @@ from gateway.errors import BackendUnavailable, UnknownVersion
 from gateway.lanes import Lane
 from gateway.model_config import ModelEntry
 from gateway.target import Target
-from gateway.tfserving.catalog import TFServingCatalog, VersionState
+from gateway.tfserving.catalog import LISTING_TTL_SECONDS, TFServingCatalog, VersionState
 
 
 class ServedVersions:
@@ -97,7 +97,7 @@ class ServedVersions:
             if version not in served:
                 raise UnknownVersion(_no_such_version(entry.name, version, served))
             return
-        listed = await self._catalog.versions(entry.name)
+        listed = await self._catalog.versions(entry.name, max_age=LISTING_TTL_SECONDS)
         states = {item.version: item.state for item in listed}
         available = [item.version for item in listed if item.state == "AVAILABLE"]
         if version not in states or states[version] == "END":

@@ -34,9 +34,11 @@ logger = logging.getLogger(__name__)
 # The label requests that name nothing follow, when the model has it.
 STABLE_LABEL = "stable"
 
-# Shadow calls running at once, at most; more are skipped (counted), never queued,
-# so a slow candidate cannot take the CPU the primary traffic needs.
-SHADOW_MAX_IN_FLIGHT = 4
+# Shadow calls running at once, at most; more are skipped (counted as busy), never
+# queued. One: a shadow runs the whole pipeline again, and with four a fraction of
+# 1.0 took a quarter to a half of a two-core gateway's throughput (a hostile test
+# at concurrency 16); with one it is a sample whose cost is one request's at most.
+SHADOW_MAX_IN_FLIGHT = 1
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Metadata of a version never changes while it is loaded, so signatures are kept
 per (model, version) for as long as that version is listed.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -17,6 +18,9 @@ from gateway.backend import ModelSignature
 from gateway.errors import BackendUnavailable
 from gateway.settings import Settings
 from gateway.tfserving.documents import parse_signature
+
+# How long a version listing is reused: well under the watchers' STATUS_POLL_SECONDS.
+LISTING_TTL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class TFServingCatalog:
             )
         )
         self._signatures: dict[tuple[str, int], ModelSignature] = {}
+        self._listings: dict[str, tuple[float, list[VersionState]]] = {}
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -48,8 +53,22 @@ class TFServingCatalog:
     def model_url(self, model: str) -> str:
         return f"{self._server}/v1/models/{quote(model, safe='')}"
 
-    async def versions(self, model: str) -> list[VersionState]:
-        """Every version TF Serving lists for `model`, highest first; [] for a model it lacks."""
+    async def versions(self, model: str, max_age: float = 0.0) -> list[VersionState]:
+        """Every version TF Serving lists for `model`, highest first; [] for a model it lacks.
+
+        A listing read less than `max_age` seconds ago is reused: requests naming
+        versions that are not served (a 404 each) pass LISTING_TTL_SECONDS, so they
+        do not each become a status call to TF Serving.
+        """
+        cached = self._listings.get(model)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < max_age:
+            return cached[1]
+        listed = await self._read_versions(model)
+        self._listings[model] = (now, listed)
+        return listed
+
+    async def _read_versions(self, model: str) -> list[VersionState]:
         response = await self._get(self.model_url(model))
         if response.status_code == 404:
             return []

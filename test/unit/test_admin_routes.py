@@ -180,3 +180,26 @@ async def test_a_routing_that_cannot_be_written_is_500_without_the_servers_path(
         assert (await client.get("/admin/routing")).json()["routing"] == {"models": {}}
     assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []
     os.rmdir(path)
+
+
+async def test_a_routing_naming_models_not_served_is_422(admin: httpx.AsyncClient) -> None:
+    routing = {"models": {"x\nCRITICAL forged": {}, MODEL_NAME: {}}}
+    detail = problem(await admin.put("/admin/routing", json=routing), 422, "invalid_request")
+    assert "models not served here" in detail
+    assert (await admin.get("/admin/routing")).json()["routing"] == {"models": {}}
+
+
+async def test_a_routing_larger_than_the_file_may_be_is_422(admin: httpx.AsyncClient) -> None:
+    huge = {"models": {MODEL_NAME: {"split": [{"version": 2, "weight": 1}] * 60_000}}}
+    detail = problem(await admin.put("/admin/routing", json=huge), 422, "invalid_request")
+    assert "larger than" in detail
+
+
+async def test_duplicate_keys_are_refused_as_the_file_reader_refuses_them(
+    admin: httpx.AsyncClient,
+) -> None:
+    body = '{"models": {"' + MODEL_NAME + '": {}}, "models": {}}'
+    response = await admin.put(
+        "/admin/routing", content=body, headers={"Content-Type": "application/json"}
+    )
+    problem(response, 422, "invalid_request")

@@ -233,3 +233,25 @@ def test_a_file_that_cannot_be_opened_is_reported_without_its_path(tmp_path: Pat
         assert str(tmp_path) not in config.error
     finally:
         shutil.rmtree(path)
+
+
+def test_a_fifo_in_place_of_the_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    path = tmp_path / "models.config"
+    path.write_text(config_text(model("m", "/models/m")))
+    watched = ModelConfigFile(path, tmp_path)
+    path.unlink()
+    os.mkfifo(path)  # opening a FIFO for reading would wait for a writer: forever
+    assert watched.refresh() is False
+    assert "not a regular file" in watched.error
+    assert watched.models.names() == ["m"]
+
+
+def test_a_reload_moving_model_name_to_another_folder_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "models.config"
+    path.write_text(config_text(model("m", "/models/m")))
+    watched = ModelConfigFile(path, tmp_path)
+    watched.require("m")
+    path.write_text(config_text(model("m", "/elsewhere/m2")))
+    assert watched.refresh() is False
+    assert "restart the gateway" in watched.error
+    assert watched.models.models["m"].path == tmp_path / "m"
