@@ -63,8 +63,9 @@ bench: venv
 	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
 	$(BIN)/python -m bench --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME)
 
-# Two models, three versions, a canary split, shadow traffic and a rollout under load,
-# against the TF Serving double: the figures docs/rollouts.md talks about, in plain text.
+# Two models, three versions served and a fourth rolled out under load, a canary split and
+# shadow traffic, against the TF Serving double: the figures docs/rollouts.md talks about,
+# in plain text.
 demo-rollout: venv
 	$(BIN)/python -m bench.rollout_demo
 

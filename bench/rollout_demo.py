@@ -1,11 +1,13 @@
-"""`make demo-rollout`: serve two models and three versions, then split, shadow and roll out.
+"""`make demo-rollout`: two models, three versions served, a fourth rolled out.
 
 One command that shows, with real processes and real exports, what
 docs/rollouts.md describes: the TF Serving double and a gateway read one model
-config file; a 90/10 canary split is measured over 1,000 requests; shadow copies
-are compared with an identical-architecture retrain and with a broken export;
-readiness names the broken version; and a new version is rolled out by labels
-while clients keep posting. It prints plain text, fit for a closing note.
+config file serving mobilenet versions 1 to 3 and efficientnet_lite0; a 90/10
+canary split is measured over 1,000 requests; shadow copies are compared with an
+identical-architecture retrain and with a broken export (version 3); readiness
+names the broken version; and version 4, exported outside the version policy, is
+rolled out by labels while clients keep posting. It prints plain text, fit for a
+closing note.
 
 The versions are written by export_model.py with random weights (`--seed`
 differs, so versions answer differently) and `--no-tflite` (TF Serving needs

@@ -2,8 +2,10 @@
 
 They exist only behind API keys: with API_KEYS unset anyone who reaches the port
 could send every user to a candidate version, so they answer 403 then. The new
-routing is validated whole before it takes force (422 naming each problem), and
-written to ROUTING_FILE atomically when there is one, so a restart keeps it.
+routing is read as strictly as the file (1 MiB at most, duplicate keys refused),
+validated whole, and refused when it names a model not served (422 naming each
+problem); then written to ROUTING_FILE atomically when there is one, so a
+restart keeps it.
 """
 
 from typing import Annotated, Any

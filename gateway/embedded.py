@@ -68,10 +68,14 @@ class EmbeddedBackend:
         settings: Settings,
         load: RuntimeLoader = load_runtime,
         choose: "VersionChooser | None" = None,
+        follow_down: bool = False,
     ):
         self._settings = settings
         self._load_runtime = load
         self._choose = choose or newest_version
+        # Newest-version choosers only move up (a newer folder); a label may also move
+        # back to an older version, which must then be loaded too.
+        self._follow_down = follow_down
         # One thread per model call that may run at once (the batcher's concurrency),
         # and one for loads and warm-ups, so a version warming up takes none of them.
         self._executor = ThreadPoolExecutor(
@@ -164,10 +168,11 @@ class EmbeddedBackend:
             return
         self._missing = ""
         current = self._loaded.signature.version if self._loaded else 0
+        served = newest == current if self._follow_down else newest <= current
         failure = self._failure
-        if failure is not None and (failure.version != newest or newest <= current):
+        if failure is not None and (failure.version != newest or served):
             self._failure = failure = None  # no longer the version wanted: forget it
-        if newest <= current or (failure is not None and loop.time() < failure.retry_at):
+        if served or (failure is not None and loop.time() < failure.retry_at):
             return
         self._loading = newest
         try:

@@ -1,9 +1,9 @@
 """Every model and version the gateway answers for, each through its own lane.
 
 A request names a target (gateway/target.py): a model (default MODEL_NAME), and
-optionally one version or one version label. The fleet checks the target
-exists, opens its lane the first time (gateway/lanes.py), and hands it back.
-What exists comes from the model set (MODEL_CONFIG_FILE, or MODEL_NAME alone,
+optionally one version or one version label. The fleet checks the target exists,
+opens its lane the first time (gateway/lanes.py), and hands it back. What exists
+comes from the model set (MODEL_CONFIG_FILE, or MODEL_NAME alone,
 gateway/model_config.py) and from what is served:
 
 - In-process, a model's served versions are its version folders that its
@@ -14,17 +14,22 @@ gateway/model_config.py) and from what is served:
   `/labels/L` and follows the label when it moves, as a TF_SERVING_URL pin does.
 
 With a config file, every served version's lane is opened ahead of requests
-(in-process: loaded and warmed), so each can answer, and be checked, at once.
-Only a check when a lane is opened asks anyone; the lane's own watcher follows
-it afterwards. A watcher here (the only place lanes are retired) re-reads the
-config file and closes lanes whose version or label is no longer served, after
-a grace period for the requests they hold.
+(in-process: loaded and warmed), so each can answer, and be checked, at once. The
+fleet's watcher lists every model once per pass; each lane's backend watcher follows
+its own version. In-process, a request naming only a model other than MODEL_NAME is
+answered by the highest version lane held for it (no second copy); with a `stable`
+label and no TF_SERVING_URL pin, MODEL_NAME's default lane follows that label, so
+/health, /model and /metrics describe the version answering requests that name
+nothing. MAX_LANES bounds the lanes (503 beyond). A watcher here (the only place
+lanes are retired) re-reads the config file and closes lanes whose version or label
+is no longer served, after a grace period for the requests they hold.
 """
 
 import asyncio
 import contextlib
 import logging
 from concurrent.futures import Executor
+from pathlib import Path
 
 from gateway.backend import Backend
 from gateway.decode_budget import DecodeBudget
@@ -36,7 +41,13 @@ from gateway.lanes import (
     lane_settings,
     open_lane,
 )
-from gateway.model_config import ModelConfigFile, ModelEntry, ModelSet, single_model
+from gateway.model_config import (
+    STABLE_LABEL,
+    ModelConfigFile,
+    ModelEntry,
+    ModelSet,
+    single_model,
+)
 from gateway.served_versions import ServedVersions
 from gateway.settings import Settings
 from gateway.target import Target
@@ -74,9 +85,20 @@ class Fleet:
             catalog = TFServingCatalog(settings)
         self.served = ServedVersions(catalog, config_file is not None)
         default = Target(settings.model_name)
+        entry = self._models.models[settings.model_name]
+        pinned = settings.tf_serving_version is not None or bool(settings.tf_serving_version_label)
+        # The model whose default lane TF_SERVING_URL pins: its requests naming nothing get it.
+        self.pinned_model = entry.name if pinned else None
+        # With a `stable` label and no TF_SERVING_URL pin, MODEL_NAME's default lane follows
+        # the label, so /health, /model and /metrics describe the version that answers
+        # requests naming none (gateway/traffic.py, default_target).
+        self._stable_alias = (
+            Target(entry.name, label=STABLE_LABEL)
+            if default_backend is None and STABLE_LABEL in entry.labels and not pinned
+            else None
+        )
         if default_backend is None:
-            entry = self._models.models[settings.model_name]
-            default_backend = lane_backend(lane_settings(settings, entry, default), entry, default)
+            default_backend = self._default_backend(settings, entry, lane_backend, in_process)
         self.default_lane = open_lane(settings, default, default_backend, executor, budget)
         self._lanes: dict[Target, Lane] = {default: self.default_lane}
         self._opening: dict[Target, asyncio.Task[Lane]] = {}
@@ -132,8 +154,36 @@ class Fleet:
             )
         return entry
 
+    def _default_backend(
+        self, settings: Settings, entry: ModelEntry, build: LaneBackendFactory, in_process: bool
+    ) -> Backend:
+        """MODEL_NAME's default backend: its newest version, or the `stable` label's."""
+        default = Target(entry.name)
+        if self._stable_alias is None:
+            return build(lane_settings(settings, entry, default), entry, default)
+        if not in_process:  # pinned to /labels/stable: it follows the label as TF Serving moves it
+            return build(
+                lane_settings(settings, entry, self._stable_alias), entry, self._stable_alias
+            )
+        from gateway.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(
+            lane_settings(settings, entry, default), choose=self._stable_version, follow_down=True
+        )
+
+    def _stable_version(self, model_dir: Path) -> int:
+        """The version MODEL_NAME's `stable` label names now (the in-process default lane's)."""
+        version = self._models.models[self._settings.model_name].labels.get(STABLE_LABEL)
+        if version is None:
+            raise FileNotFoundError("MODEL_CONFIG_FILE no longer gives MODEL_NAME a stable label")
+        if not (model_dir / str(version)).is_dir():
+            raise FileNotFoundError(f"version {version}, labelled stable, is not on disk")
+        return version
+
     async def lane_for(self, target: Target, deadline: float | None = None) -> Lane:
         """The lane answering `target`, opened and ready; 404 for what is not served."""
+        if target == self._stable_alias:
+            return self.default_lane  # it follows the label
         lane = self._lanes.get(target)
         if lane is not None:
             if lane is not self.default_lane and lane.backend.served_version() is None:

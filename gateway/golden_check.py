@@ -11,6 +11,8 @@ Checks are cached for GOLDEN_CHECK_SECONDS per version, and a version is checked
 by one task at a time however many probes ask, so readiness probes cost no model
 calls between checks. A version without a golden answer (exported before there
 were any, or from elsewhere) is reported as such and does not fail readiness.
+Replays go through the lane's classifier like a request, so they are counted in
+the decode, queue, model and ranking timings too (not in the request counters).
 """
 
 import asyncio
@@ -72,7 +74,7 @@ class GoldenChecker:
         await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def check(self, lane: Lane) -> GoldenResult | None:
-        """The lane's served version's last result; the first one is waited for.
+        """The lane's served version's last result; the first is waited for, up to a second.
 
         A stale result is returned as it is while a fresh check runs in the
         background, so a probe waits on a model call only for a version never checked.
@@ -158,7 +160,7 @@ class GoldenChecker:
 
 
 async def golden_results(checker: GoldenChecker, fleet: Fleet) -> list[GoldenResult]:
-    """Every served version's result (cached; the first check of a version is awaited)."""
+    """Every served version's result (cached; a version's first check awaited up to 1 s)."""
     lanes = fleet.lanes_by_version()
     checker.forget_except(set(lanes))
     found = await asyncio.gather(*(checker.check(lane) for lane in lanes.values()))

@@ -1,10 +1,11 @@
 """A lane: what answers one target (a model, a version of it, or a label's version).
 
-Each lane is the gateway as it was for one model: a backend that follows what
-it serves (embedded: loads it; TF Serving: a TF_SERVING_URL pinned to the
-version or label, so everything docs/tf-serving-protocol.md §1 says of pins
-holds per lane), a batcher, and a classifier sharing the process's thread pool
-and decode memory budget. Lanes are opened and retired by gateway/fleet.py.
+Each lane is the gateway as it was for one model: a backend that follows what it
+serves (embedded: loads it; TF Serving: a TF_SERVING_URL pinned to the version or
+label, so everything docs/tf-serving-protocol.md §1 says of pins holds per lane;
+MODEL_NAME's default lane keeps TF_SERVING_URL as given), a batcher, and a
+classifier sharing the process's thread pool and decode memory budget. Lanes are
+opened and retired by gateway/fleet.py.
 """
 
 import asyncio

@@ -5,7 +5,8 @@ MODEL_CONFIG_FILE is the text-format `ModelServerConfig` TF Serving reads with
 parsed with the generated classes. The gateway takes from it each model's name,
 folder, version policy and version labels; it is re-read when it changes, and a
 file that no longer parses leaves the last good one in force, as TF Serving's
-reload does (docs/tf-serving-protocol.md, model config file).
+reload does (docs/tf-serving-protocol.md, model config file). The gateway also
+refuses a reload that drops MODEL_NAME or moves its base_path (a restart does).
 
 Each `base_path` is TF Serving's path. The gateway reads the same folders (labels,
 provenance, golden answers; in-process, the models themselves): a base path that
@@ -29,6 +30,8 @@ from gateway.tfserving.protos import model_server_config_pb2
 logger = logging.getLogger(__name__)
 
 MAX_CONFIG_BYTES = 1024 * 1024  # a model list, not a dataset
+# The label requests that name no version follow, when a model has it (docs/rollouts.md).
+STABLE_LABEL = "stable"
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class ModelSet:
-    """Every model served, in the config file's order; the first answers by default."""
+    """Every model served, in the config file's order; MODEL_NAME's answers by default."""
 
     models: Mapping[str, ModelEntry]
     source: str  # where the list came from, for /models

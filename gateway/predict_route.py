@@ -67,7 +67,7 @@ async def predict(
     if version is not None and label is not None:
         raise InvalidRequest("Give ?version= or ?label=, not both.")
     requested = Target(model or settings.model_name, version, label)
-    routed = traffic.route(requested, request.headers, fleet.models)
+    routed = traffic.route(requested, request.headers, fleet.models, fleet.pinned_model)
     with tracing.stage("upload"):
         data = await file.read(settings.max_upload_bytes + 1)
     uploaded = time.perf_counter()

@@ -20,7 +20,7 @@ from gateway import metrics
 from gateway.errors import BackendUnavailable, UnknownVersion
 from gateway.fleet import Fleet
 from gateway.lanes import Lane
-from gateway.model_config import ModelSet
+from gateway.model_config import STABLE_LABEL, ModelSet
 from gateway.pipeline import Classification
 from gateway.quality import QualityMonitor
 from gateway.routing_file import RoutingFile
@@ -30,9 +30,6 @@ from gateway.target import Target
 from gateway.traffic_split import choose
 
 logger = logging.getLogger(__name__)
-
-# The label requests that name nothing follow, when the model has it.
-STABLE_LABEL = "stable"
 
 # Shadow calls running at once, at most; more are skipped (counted as busy), never
 # queued. One: a shadow runs the whole pipeline again, and with four a fraction of
@@ -69,14 +66,20 @@ class Traffic:
     async def close(self) -> None:
         await self.shadows.close()
 
-    def route(self, requested: Target, headers: Mapping[str, str], models: ModelSet) -> Routed:
-        """The target a request is answered by."""
+    def route(
+        self,
+        requested: Target,
+        headers: Mapping[str, str],
+        models: ModelSet,
+        pinned_model: str | None = None,
+    ) -> Routed:
+        """The target a request is answered by; `pinned_model`'s default is TF_SERVING_URL's pin."""
         if requested.version is not None or requested.label is not None:
             return Routed(requested, "request")
         config = self.routing.current()  # once: PUT /admin/routing may replace it meanwhile
         split = config.split_for(requested.model)
         if split is None:
-            return Routed(default_target(requested.model, models), "default")
+            return Routed(default_target(requested.model, models, pinned_model), "default")
         sticky = config.models[requested.model].sticky_header
         key = headers.get(sticky) if sticky else None
         return Routed(choose(split, key), "split")
@@ -98,7 +101,7 @@ class Traffic:
             model = routed.target.model
             metrics.SPLIT_FALLBACKS.labels(model).inc()
             logger.debug("split target %s unusable: %s", routed.target.describe(), exc.detail)
-            target = default_target(model, fleet.models)
+            target = default_target(model, fleet.models, fleet.pinned_model)
             if target == routed.target:
                 target = Target(model)  # the stable label itself is what is not served
             fallback = Routed(target, "split-fallback", exc.detail)
@@ -144,14 +147,19 @@ class Traffic:
         )
 
 
-def default_target(model: str, models: ModelSet) -> Target:
-    """What a request naming nothing gets: the model's `stable` label when it has one.
+def default_target(model: str, models: ModelSet, pinned_model: str | None = None) -> Target:
+    """What a request naming nothing gets: the pin, the `stable` label, or the newest version.
+
+    A TF_SERVING_URL that pins a version or label pins `pinned_model`'s default lane
+    (MODEL_NAME's): requests naming nothing get that pin.
 
     TF Serving's own default is the newest version; a rollout adds the new version
     to the policy before any traffic should reach it, so with labels the default
     follows `stable` and a new version gets requests only once a label or the
     split sends them (docs/rollouts.md).
     """
+    if model == pinned_model:
+        return Target(model)
     entry = models.models.get(model)
     if entry is not None and STABLE_LABEL in entry.labels:
         return Target(model, label=STABLE_LABEL)

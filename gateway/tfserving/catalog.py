@@ -1,10 +1,10 @@
 """What TF Serving serves of each model: its versions and their states, a label's version.
 
-The fleet (gateway/fleet.py) asks before it opens a lane for a version or label a
-request names, so a version TF Serving does not have is a 404 naming those it
-has, rather than a lane that is never ready; /models asks to list them.
-Metadata of a version never changes while it is loaded, so signatures are kept
-per (model, version) for as long as that version is listed.
+The fleet (gateway/fleet.py) asks on every watcher pass, and before it opens a lane
+for a version or label a request names, so a version TF Serving does not have is a
+404 naming those it has, rather than a lane that is never ready; /models asks to
+list them. Metadata of a version never changes while it is loaded, so signatures are
+kept per (model, version) for as long as that version is listed.
 """
 
 import time

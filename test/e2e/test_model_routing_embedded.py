@@ -99,6 +99,16 @@ def test_models_lists_every_model_version_state_label_and_signature(
     assert lite["weights_source"] == "efficientnet-lite0"
 
 
+def test_health_model_and_metrics_describe_the_stable_version_not_the_newest(
+    served: tuple[Process, Path],
+) -> None:
+    front, _ = served
+    # Requests naming nothing are answered by `stable` (1); version 3 is newer.
+    assert httpx.get(f"{front.url}/health").json()["served_model"]["version"] == 1
+    assert httpx.get(f"{front.url}/metrics").json()["model_version"] == "1"
+    assert httpx.get(f"{front.url}/model").json()["model_spec"]["version"] == "1"
+
+
 @pytest.mark.parametrize(
     ("params", "model", "version"),
     [

@@ -129,6 +129,21 @@ def test_models_lists_every_model_version_state_label_and_signature(
     }
 
 
+def test_health_model_and_metrics_describe_the_stable_version_not_the_newest(
+    front: httpx.Client,
+) -> None:
+    # Requests naming nothing are answered by `stable` (1); version 3 is newer.
+    health = front.get("/health").json()
+    assert health["served_model"]["version"] == 1
+    # /metrics asks nobody: it names the version the lane's watcher has learned.
+    wait_until(
+        lambda: front.get("/metrics").json()["model_version"] == "1",
+        timeout=10,
+        what="/metrics to name the stable version",
+    )
+    assert front.get("/model").json()["model_spec"]["version"] == "1"
+
+
 @pytest.mark.parametrize(
     ("params", "model", "version", "label", "chosen_by"),
     [
