@@ -91,6 +91,14 @@ def served(
     try:
         with httpx.Client(base_url=front.url, headers={"X-API-Key": API_KEY}, timeout=60) as client:
             wait_for_states(client, {(MOBILENET, v): "AVAILABLE" for v in (1, 2, 3)})
+            # /models asks TF Serving afresh; the default lane (it follows `stable`) learns
+            # the version at its watcher's next look. /health would say so too, but the
+            # broken version 3 keeps it 503: /metrics names what the lane has learned.
+            wait_until(
+                lambda: client.get("/metrics").json()["model_version"] == str(STABLE),
+                timeout=30,
+                what="the default lane to hold the stable version",
+            )
             yield client
     finally:
         front.stop()
