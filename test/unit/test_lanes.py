@@ -11,7 +11,7 @@ from fake_backend import MODEL_NAME, FakeBackend, fake_settings
 from gateway.decode_budget import MIB, DecodeBudget
 from gateway.embedded import EmbeddedBackend
 from gateway.errors import BackendUnavailable
-from gateway.lanes import build_lane_backend, lane_settings, open_lane
+from gateway.lanes import Lane, build_lane_backend, lane_settings, open_lane
 from gateway.model_config import ModelEntry
 from gateway.settings import Settings
 from gateway.target import Target
@@ -80,16 +80,16 @@ def test_lane_backends_follow_the_inference_backend(tmp_path: Path) -> None:
     assert isinstance(local, EmbeddedBackend)
 
 
+def version_2_lane(tmp_path: Path, backend: FakeBackend, executor: ThreadPoolExecutor) -> Lane:
+    """A lane for version 2 around `backend`, not started: wait_ready only asks its status."""
+    target = Target(MODEL_NAME, version=2)
+    return open_lane(fake_settings(tmp_path), target, backend, executor, DecodeBudget(8 * MIB))
+
+
 async def test_a_ready_lane_is_ready_at_once(tmp_path: Path) -> None:
     backend = FakeBackend(version=2)
     with ThreadPoolExecutor(max_workers=1) as executor:
-        lane = open_lane(
-            fake_settings(tmp_path),
-            Target(MODEL_NAME, version=2),
-            backend,
-            executor,
-            DecodeBudget(8 * MIB),
-        )
+        lane = version_2_lane(tmp_path, backend, executor)
         await lane.start()
         await lane.wait_ready(time.monotonic() + 5)
         await lane.close()
@@ -99,13 +99,7 @@ async def test_a_ready_lane_is_ready_at_once(tmp_path: Path) -> None:
 async def test_a_lane_that_ended_with_a_reason_says_so(tmp_path: Path) -> None:
     backend = FakeBackend(version=2, ready=False, unready_state="END", detail="no SavedModel")
     with ThreadPoolExecutor(max_workers=1) as executor:
-        lane = open_lane(
-            fake_settings(tmp_path),
-            Target(MODEL_NAME, version=2),
-            backend,
-            executor,
-            DecodeBudget(8 * MIB),
-        )
+        lane = version_2_lane(tmp_path, backend, executor)
         with pytest.raises(BackendUnavailable) as unavailable:
             await lane.wait_ready(None)
     assert unavailable.value.detail == "mobilenet version 2 is not ready: no SavedModel"
@@ -114,13 +108,7 @@ async def test_a_lane_that_ended_with_a_reason_says_so(tmp_path: Path) -> None:
 async def test_a_lane_still_loading_at_the_deadline_is_503(tmp_path: Path) -> None:
     backend = FakeBackend(version=2, ready=False, unready_state="LOADING")
     with ThreadPoolExecutor(max_workers=1) as executor:
-        lane = open_lane(
-            fake_settings(tmp_path),
-            Target(MODEL_NAME, version=2),
-            backend,
-            executor,
-            DecodeBudget(8 * MIB),
-        )
+        lane = version_2_lane(tmp_path, backend, executor)
         with pytest.raises(BackendUnavailable) as unavailable:
             await lane.wait_ready(time.monotonic())
     assert unavailable.value.detail == "mobilenet version 2 is still loading"
@@ -129,13 +117,7 @@ async def test_a_lane_still_loading_at_the_deadline_is_503(tmp_path: Path) -> No
 async def test_a_lane_waits_until_its_version_is_loaded(tmp_path: Path) -> None:
     backend = FakeBackend(version=2, ready=False, unready_state="LOADING")
     with ThreadPoolExecutor(max_workers=1) as executor:
-        lane = open_lane(
-            fake_settings(tmp_path),
-            Target(MODEL_NAME, version=2),
-            backend,
-            executor,
-            DecodeBudget(8 * MIB),
-        )
+        lane = version_2_lane(tmp_path, backend, executor)
         waiting = asyncio.create_task(lane.wait_ready(None))
         await asyncio.sleep(0)
         assert not waiting.done()
