@@ -42,7 +42,10 @@ GetModelMetadata, GetModelStatus and HandleReloadConfigRequest on `--port`
 the latest/all/specific version policies, version labels and reloads
 (polled or over gRPC), version polling with availability-preserving reloads
 and rollback, load retries, warm-up (predict records), the Prometheus page
-with request counts and latencies, TF Serving's flag names and defaults.
+with request counts and latencies, TF Serving's flag names and defaults,
+`--grpc_channel_arguments` passed to the gRPC server (so
+`grpc.max_connection_age_ms` ages connections out), and the double's own
+`--listen_host` for several doubles on one port number (127.0.0.1, .2, .3).
 
 Not covered:
 - :classify and :regress, gRPC Classify, Regress and MultiInference

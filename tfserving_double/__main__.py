@@ -30,13 +30,16 @@ model of the config with its AVAILABLE versions, in config order:
     tfserving_double: REST on 127.0.0.1:PORT serving A versions [1, 2], B versions [3]
 (the REST port is followed by a space, so parsers that read the first word
 after "REST on 127.0.0.1:" keep working; "serving no models" for an empty
-config). Logs go to stderr. SIGTERM or SIGINT stops the process with exit
-status 0; gRPC calls in flight get a second to end.
+config). With `--listen_host=ADDRESS` (the double's own flag, flags.py) every
+port binds that address and the line names it instead of 127.0.0.1. Logs go
+to stderr. SIGTERM or SIGINT stops the process with exit status 0; gRPC calls
+in flight get a second to end.
 """
 
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 import os
 import signal
@@ -45,7 +48,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 
-from .flags import Flags, parse_flags
+from .flags import Flags, channel_arguments, parse_flags
 
 log = logging.getLogger("tfserving_double")
 
@@ -53,8 +56,9 @@ USAGE = (
     "usage: python -m tfserving_double (--model_name=NAME --model_base_path=/abs/path | "
     "--model_config_file=/abs/models.config [--model_config_file_poll_wait_seconds=0]) "
     "[--rest_api_port=8501] [--port=8500] [--rest_api_timeout_in_ms=30000] "
-    "[--file_system_poll_wait_seconds=1] [--monitoring_config_file=PATH] [--control_port=0] "
-    "(TF Serving's flag names)"
+    "[--file_system_poll_wait_seconds=1] [--monitoring_config_file=PATH] "
+    "[--grpc_channel_arguments=key=value,...] [--control_port=0] [--listen_host=127.0.0.1] "
+    "(TF Serving's flag names, but for the last two)"
 )
 
 
@@ -91,6 +95,13 @@ def main(argv: list[str]) -> int:
 def _check_flags(flags: Flags) -> str | None:
     if flags.batching_parameters_file and not flags.enable_batching:
         return "batching_parameters_file is set without setting enable_batching to true"
+    try:
+        channel_arguments(flags.grpc_channel_arguments)
+        ipaddress.IPv4Address(flags.listen_host)
+    except ipaddress.AddressValueError as exc:
+        return f"--listen_host must be an IPv4 address: {exc}"
+    except ValueError as exc:
+        return f"Failed to start server. Error: INVALID_ARGUMENT: {exc}"
     if not flags.model_base_path and not flags.model_config_file and not flags.version:
         return (
             "Failed to start server. Error: INVALID_ARGUMENT: Both "
@@ -178,10 +189,17 @@ def _serve(flags: Flags) -> int:
     control = FaultControl()
     metrics = Metrics()
     grpc_server = None
+    host = flags.listen_host
     if flags.port:
         grpc_api = GrpcApi(core, control, flags.enable_serialization_as_tensor_content, metrics)
         try:
-            grpc_server = GrpcServer(flags.port, grpc_api, max(1, flags.grpc_max_threads))
+            grpc_server = GrpcServer(
+                host,
+                flags.port,
+                grpc_api,
+                max(1, flags.grpc_max_threads),
+                channel_arguments(flags.grpc_channel_arguments),
+            )
         except RuntimeError as exc:
             log.error("%s", exc)
             log.error(
@@ -191,7 +209,7 @@ def _serve(flags: Flags) -> int:
             core.stop()
             return 1
         grpc_server.start()
-        log.info("Running gRPC ModelServer at 127.0.0.1:%d ...", grpc_server.port)
+        log.info("Running gRPC ModelServer at %s:%d ...", host, grpc_server.port)
     listening = []
     servers = []
     executor = ThreadPoolExecutor(max(1, flags.rest_api_num_threads), thread_name_prefix="predict")
@@ -222,15 +240,15 @@ def _serve(flags: Flags) -> int:
             metrics_path,
             cors=flags.rest_api_enable_cors_support,
         )
-        servers.append(HttpServer(flags.rest_api_port, api, "rest"))
-        listening.append(f"REST on 127.0.0.1:{servers[0].port}")
+        servers.append(HttpServer(host, flags.rest_api_port, api, "rest"))
+        listening.append(f"REST on {host}:{servers[0].port}")
         if metrics_path is not None:
             log.info("Exporting Prometheus metrics at %s", metrics_path)
     if grpc_server is not None:
-        listening.append(f"gRPC on 127.0.0.1:{grpc_server.port}")
+        listening.append(f"gRPC on {host}:{grpc_server.port}")
     if flags.control_port:
-        servers.append(HttpServer(flags.control_port, ControlApi(control), "control"))
-        log.info("Fault control on 127.0.0.1:%d", servers[-1].port)
+        servers.append(HttpServer(host, flags.control_port, ControlApi(control), "control"))
+        log.info("Fault control on %s:%d", host, servers[-1].port)
     for server in servers:
         server.start()
     models = ", ".join(f"{name} versions {versions}" for name, versions in core.serving())

@@ -8,7 +8,14 @@ server with the usage text; an unknown argument is only reported
 Defaults are TFS/model_servers/server.h `Options`. Reference:
 docs/tf-serving-protocol.md §9.
 
-`--control_port` is the double's own flag (fault injection, see faults.py).
+`--control_port` (fault injection, see faults.py) and `--listen_host` are the
+double's own flags. TF Serving binds gRPC to 0.0.0.0 (model_servers/server.cc)
+and REST to "::" or else every IPv4 address (util/net_http/server/internal/
+evhttp_server.cc), and has no flag to choose; the double binds every
+port (gRPC, REST, control) to `--listen_host`, an IPv4 address, 127.0.0.1 by
+default, so several doubles can share one port number on 127.0.0.1, 127.0.0.2
+and 127.0.0.3 (Linux routes all of 127/8 to the loopback interface), as
+replicas behind one headless Service do on their pod addresses.
 Flags in `_ACCEPTED` are known to TF Serving and accepted, but change nothing
 in the double.
 
@@ -26,11 +33,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
+
+# absl::SimpleAtoi into an int32: optional spaces and sign, decimal digits.
+_INT = re.compile(r"\s*[+-]?[0-9]+\s*")
+_INT32 = range(-(2**31), 2**31)
+
+ChannelArgument = tuple[str, int | str]
 
 _ACCEPTED: dict[str, type] = {
     "grpc_socket_path": str,
-    "grpc_channel_arguments": str,
     "enable_per_model_batching_parameters": bool,
     "num_load_threads": int,
     "num_unload_threads": int,
@@ -60,6 +73,8 @@ class Flags:
     """The flags the double acts on, with TF Serving's defaults (deviations above)."""
 
     port: int = 0
+    # "key=value,..." for the gRPC server (`channel_arguments` below).
+    grpc_channel_arguments: str = ""
     grpc_max_threads: int = max(16, 4 * (os.cpu_count() or 1))
     enable_serialization_as_tensor_content: bool = False
     rest_api_port: int = 0
@@ -81,6 +96,7 @@ class Flags:
     monitoring_config_file: str = ""
     version: bool = False
     control_port: int = 0
+    listen_host: str = "127.0.0.1"
 
 
 @dataclass
@@ -114,6 +130,30 @@ def parse_flags(argv: list[str]) -> ParsedArgs:
         if name in kinds:
             setattr(flags, name, value)
     return parsed
+
+
+def channel_arguments(text: str) -> list[ChannelArgument]:
+    """`--grpc_channel_arguments` as gRPC server options (server.cc `parseGrpcChannelArgs`).
+
+    Split on "," then on "=": the key is the first piece and the value the
+    second, as server.cc takes `key_val[0]` and `key_val[1]`; a value that
+    `absl::SimpleAtoi` reads as an int32 is passed as that int, any other as a
+    string (`BuildAndStart`). A pair without "=" raises ValueError: server.cc
+    would index past the end of its split, the double refuses to start.
+    """
+    arguments: list[ChannelArgument] = []
+    for pair in text.split(",") if text else []:
+        pieces = pair.split("=")
+        if len(pieces) < 2:
+            raise ValueError(f"grpc_channel_arguments: {pair!r} is not key=value")
+        arguments.append((pieces[0], _int32_or_text(pieces[1])))
+    return arguments
+
+
+def _int32_or_text(value: str) -> int | str:
+    if _INT.fullmatch(value) and int(value) in _INT32:
+        return int(value)
+    return value
 
 
 def _convert(kind: type, text: str, has_value: bool) -> object:

@@ -8,11 +8,17 @@ official generated ones from tensorflow_serving.apis, so method paths are
 `/tensorflow.serving.PredictionService/Predict` etc. Reference:
 docs/tf-serving-protocol.md §6 and §8 (size limits).
 
-Differences: the double listens on 127.0.0.1 (TF Serving on 0.0.0.0) and turns
-SO_REUSEPORT off, so a port already in use fails the start-up instead of being
-shared. Classify, Regress and MultiInference answer UNIMPLEMENTED (the
-generated servicers' default); there is no
-grpc.health.v1 service and no SSL.
+`--grpc_channel_arguments` pairs (flags.py `channel_arguments`) are passed to
+the server after the double's own options, as `BuildAndStart` adds them after
+`SetMaxMessageSize`; unknown keys are gRPC's to ignore. So
+`grpc.max_connection_age_ms=30000` makes the server send GOAWAY on every
+connection older than 30 s (give or take gRPC's jitter), and clients reconnect.
+
+Differences: the double listens on `--listen_host`, 127.0.0.1 unless given
+(TF Serving on 0.0.0.0; flags.py), and turns SO_REUSEPORT off, so a port
+already in use fails the start-up instead of being shared. Classify, Regress
+and MultiInference answer UNIMPLEMENTED (the generated servicers' default);
+there is no grpc.health.v1 service and no SSL.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from tensorflow_serving.apis import (
 )
 
 from .errors import ServingError
+from .flags import ChannelArgument
 from .grpc_service import GrpcApi
 
 MAX_MESSAGE_BYTES = 2**31 - 1
@@ -95,9 +102,16 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 class GrpcServer:
-    """A running gRPC server on 127.0.0.1:port (TF Serving's `--port`)."""
+    """A running gRPC server on host:port (TF Serving's `--port`, the double's `--listen_host`)."""
 
-    def __init__(self, port: int, api: GrpcApi, max_threads: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        api: GrpcApi,
+        max_threads: int,
+        channel_arguments: list[ChannelArgument],
+    ) -> None:
         self._executor = ThreadPoolExecutor(max_threads, thread_name_prefix="grpc")
         self._server = grpc.server(
             self._executor,
@@ -105,6 +119,7 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
+                *channel_arguments,
             ],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
@@ -112,7 +127,7 @@ class GrpcServer:
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(api), self._server)
         # Raises RuntimeError when the port cannot be bound.
-        self.port: int = self._server.add_insecure_port(f"127.0.0.1:{port}")
+        self.port: int = self._server.add_insecure_port(f"{host}:{port}")
 
     def start(self) -> None:
         """Start serving on the executor's threads."""

@@ -8,8 +8,9 @@ handed to handlers is the path plus `?query`. Reference:
 docs/tf-serving-protocol.md §1.
 
 The double uses `http.server.ThreadingHTTPServer` (one thread per connection)
-bound to 127.0.0.1. An application is a callable `(method, path, body) ->
-Response`; the server knows nothing about TF Serving.
+bound to `--listen_host` (127.0.0.1 unless given, flags.py). An application
+is a callable `(method, path, body) -> Response`; the server knows nothing
+about TF Serving.
 """
 
 from __future__ import annotations
@@ -125,9 +126,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, port: int, app: App) -> None:
+    def __init__(self, host: str, port: int, app: App) -> None:
         self.app = app
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__((host, port), _Handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host name (socket.getfqdn), which can stall.
@@ -137,10 +138,10 @@ class _Server(ThreadingHTTPServer):
 
 
 class HttpServer:
-    """A running server on 127.0.0.1 (port 0 picks a free port)."""
+    """A running server on host:port (port 0 picks a free port)."""
 
-    def __init__(self, port: int, app: App, name: str) -> None:
-        self._server = _Server(port, app)
+    def __init__(self, host: str, port: int, app: App, name: str) -> None:
+        self._server = _Server(host, port, app)
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
 

@@ -16,6 +16,10 @@ a version already unloaded answers NOT_FOUND and the backend follows the switch.
 Each call carries the ids of the requests in its batch as `x-request-id`
 metadata (request_id.py, batching.py), which TF Serving's access to the call's
 metadata (and any proxy in between) can log beside the gateway's own lines.
+
+The channel balances calls, not connections (service_config.py): with several
+TF Serving replicas behind one target, each call goes to the next one that is
+connected, and a call lost with a replica is sent again to another.
 """
 
 import time
@@ -41,6 +45,7 @@ from gateway.tfserving.predictor import (
     unreadable_response,
 )
 from gateway.tfserving.protos.predict_pb2 import PredictResponse
+from gateway.tfserving.service_config import BALANCING_OPTIONS
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 # TF Serving accepts messages up to INT32_MAX; grpc-python's default receive cap is 4 MB.
@@ -51,6 +56,7 @@ _CHANNEL_OPTIONS = [
     # Reconnect quickly after TF Serving restarts instead of backing off for minutes.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    *BALANCING_OPTIONS,
 ]
 # A DEADLINE_EXCEEDED before this share of the gateway's timeout is not the gateway's.
 _OWN_DEADLINE_SHARE = 0.95
@@ -80,7 +86,12 @@ class GrpcPredictor:
         await self._channel.close()
 
     def problem(self) -> str:
-        """Why predictions cannot go through right now, or ''; also nudges a reconnect."""
+        """Why predictions cannot go through right now, or ''; also nudges a reconnect.
+
+        With round_robin the channel is READY while any replica's connection is,
+        and TRANSIENT_FAILURE only once every one has failed: one replica down
+        does not make the gateway unready.
+        """
         state = self._channel.get_state(try_to_connect=True)
         if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
             return "TF Serving's gRPC port is not reachable"
@@ -115,8 +126,9 @@ class GrpcPredictor:
             remaining = self._timeout_seconds - (time.monotonic() - started)
             if exc.code() != grpc.StatusCode.UNAVAILABLE or remaining <= 0:
                 raise
-        # Predict is idempotent, so one retry is safe. After TF Serving restarts,
-        # the channel may still be backing off: wait (briefly) for it to connect.
+        # Predict is idempotent, so one retry is safe. round_robin picks among the
+        # replicas still connected, so with another one up the retry goes there at
+        # once; with none (one TF Serving, restarting), wait briefly for it to connect.
         try:
             reply = await self._predict(
                 request,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,8 @@ import double_models
 from processes import ROOT, child_env
 
 READY_PREFIX = "tfserving_double: REST on 127.0.0.1:"
+# Any --listen_host: "tfserving_double: REST on HOST:PORT ..."
+READY_LINE = re.compile(r"tfserving_double: REST on ([0-9.]+):([0-9]+) ")
 
 
 def write_versions(base_path: Path, versions: list[int]) -> Path:
@@ -67,6 +70,7 @@ class Double:
         self._lines: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
+        self.host = "127.0.0.1"
         self.port = 0
         self.ready_line = ""
 
@@ -77,7 +81,7 @@ class Double:
                 self._lines.put(line)
 
     def wait_ready(self, timeout: float = 90) -> Double:
-        """Wait for the ready line and read the REST port from it."""
+        """Wait for the ready line and read the REST address from it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -85,15 +89,16 @@ class Double:
             except queue.Empty:
                 assert self.process.poll() is None, self.log()
                 continue
-            if line.startswith(READY_PREFIX):
-                self.port = int(line[len(READY_PREFIX) :].split()[0])
+            ready = READY_LINE.match(line)
+            if ready:
+                self.host, self.port = ready[1], int(ready[2])
                 self.ready_line = line.strip()
                 return self
         raise AssertionError(f"double not ready after {timeout} s:\n{self.log()}")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
