@@ -1,22 +1,40 @@
-"""`python -m gateway`: serve the API with uvicorn on HOST:PORT."""
+"""`python -m gateway [KServe flags]`: serve the API with uvicorn on HOST:PORT.
+
+Settings come from the environment; the flags KServe passes to a custom
+transformer override it (gateway/command_line.py). Uvicorn runs as a
+DrainingServer (gateway/shutdown.py), so SIGTERM drains before the process exits.
+"""
+
+import sys
+from collections.abc import Sequence
 
 import uvicorn
 from pydantic import ValidationError
 
+from gateway.app import create_app
+from gateway.command_line import settings_from_arguments
+from gateway.drain import drain_of
 from gateway.logs import configure_logging, uvicorn_log_config
 from gateway.settings import Settings
+from gateway.shutdown import DrainingServer
+
+# uvicorn's own status for a server that never started serving (uvicorn.config).
+STARTUP_FAILURE = 3
+# A second signal cut the drain short: accepted predictions may have been dropped.
+FORCED_EXIT = 1
 
 
-def main() -> None:
+def main(argv: Sequence[str] = ()) -> None:
     """Validate the configuration first, so a bad value stops the process with a clear message."""
+    overrides = settings_from_arguments(argv)
     try:
-        settings = Settings()
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise SystemExit(f"gateway: invalid configuration:\n{describe_errors(exc)}") from None
     configure_logging(settings)
-    uvicorn.run(
-        "gateway.app:create_app",
-        factory=True,
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -27,6 +45,12 @@ def main() -> None:
         # Keep-alive longer than typical client pools so idle connections are reused.
         timeout_keep_alive=30,
     )
+    server = DrainingServer(config, drain_of(app), settings.shutdown_timeout_seconds)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+    if server.force_exit:
+        sys.exit(FORCED_EXIT)
 
 
 def describe_errors(exc: ValidationError) -> str:
@@ -43,4 +67,4 @@ def describe_errors(exc: ValidationError) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,15 +1,19 @@
 """Who gets in: optional API keys, then a hard cap on /predict requests in flight.
 
 Both answer at once, before the body is read: a refused request costs the
-gateway almost nothing, and overload never turns into an unbounded queue.
+gateway almost nothing, and overload never turns into an unbounded queue. A
+draining gateway (after SIGTERM, gateway/drain.py) admits no new prediction;
+the ones it admitted before are what the drain waits for.
 """
 
+import asyncio
 import hmac
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import paths
-from gateway.errors import Overloaded, Unauthorized
+from gateway.drain import drain_of
+from gateway.errors import Overloaded, ShuttingDown, Unauthorized
 from gateway.problems import problem_response
 
 # Probes and the service description stay open so orchestrators need no key.
@@ -44,34 +48,50 @@ class ApiKeyAuth:
 
 
 class InFlightLimit:
-    """503 with Retry-After once `limit` POST /predict requests are already being handled."""
+    """503 with Retry-After once `limit` POST /predict requests are already being handled.
+
+    The count is the app's Drain's (gateway/drain.py), so the server can wait for
+    the predictions admitted here; while draining every new one gets 503
+    `shutting_down` instead.
+    """
 
     def __init__(self, app: ASGIApp, limit: int):
         self.app = app
         self.limit = limit
-        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not paths.is_prediction(scope):
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
+        drain = drain_of(scope["app"])
+        if drain.draining:
+            refusal = ShuttingDown(
+                "This gateway is shutting down and takes no new predictions; "
+                "retry, and another replica will answer."
+            )
+            # Closing the connection sends the client's retry to a fresh one, which a
+            # load balancer gives to a replica that is not going away.
+            await problem_response(refusal, {"Connection": "close"})(scope, receive, send)
+            return
+        if drain.in_flight >= self.limit:
             error = Overloaded(
-                f"{self.in_flight} requests are already in flight (MAX_IN_FLIGHT={self.limit}); "
+                f"{drain.in_flight} requests are already in flight (MAX_IN_FLIGHT={self.limit}); "
                 "retry shortly."
             )
             await problem_response(error)(scope, receive, send)
             return
-        self.in_flight += 1
-        released = False
+        drain.admit()
+        released = answering = False
 
         def release() -> None:
             nonlocal released
             if not released:
                 released = True
-                self.in_flight -= 1
+                drain.release()
 
         async def send_then_release(message: Message) -> None:
+            nonlocal answering
+            answering = True
             # Free the slot as the answer's last byte goes out: the framework's
             # clean-up after it (closing a spooled upload in a worker thread)
             # must not make a client's next request find the cap still full.
@@ -81,5 +101,15 @@ class InFlightLimit:
 
         try:
             await self.app(scope, receive, send_then_release)
+        except asyncio.CancelledError:
+            if not drain.draining or answering:
+                raise
+            # Uvicorn cancels what SHUTDOWN_TIMEOUT_SECONDS left running; nothing
+            # awaits this task's result, so the client hears why (503, counted as
+            # shutting_down) instead of uvicorn's bare 500 and a logged traceback.
+            cut_off = ShuttingDown(
+                "This gateway shut down before it could answer (SHUTDOWN_TIMEOUT_SECONDS); retry."
+            )
+            await problem_response(cut_off, {"Connection": "close"})(scope, receive, send)
         finally:
             release()

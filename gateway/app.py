@@ -1,6 +1,7 @@
 """Where the app is assembled: settings, backend, thread pool, middleware and routes.
 
-Start it with `python -m gateway` or `uvicorn --factory gateway.app:create_app`.
+Start it with `python -m gateway` or `uvicorn --factory gateway.app:create_app`
+(without the graceful drain on SIGTERM: `python -m gateway` has it).
 Nothing here runs at import: the factory reads the environment and the
 lifespan applies the imaging libraries' process-wide settings, then opens
 (and closes) every long-lived resource.

@@ -62,6 +62,11 @@ async def run_bounded(work: Coroutine[Any, Any, T], receive: Receive, timeout_se
         done, _ = await asyncio.wait(
             {task, watcher}, timeout=timeout_seconds, return_when=asyncio.FIRST_COMPLETED
         )
+    except asyncio.CancelledError:
+        # The request itself was cancelled (a drain cut short by SHUTDOWN_TIMEOUT_SECONDS):
+        # stop its work too, or the orphaned task dies later with nobody to read its error.
+        task.cancel()
+        raise
     finally:
         watcher.cancel()
     if task in done:

@@ -118,6 +118,13 @@ class Overloaded(GatewayError):
     retry_after_seconds = 1
 
 
+class ShuttingDown(GatewayError):
+    """A new prediction reached a gateway that is draining: another replica should answer it."""
+
+    status, code, title = 503, "shutting_down", "Gateway shutting down"
+    retry_after_seconds = 1
+
+
 class DecodeBudgetExhausted(GatewayError):
     status, code, title = 503, "decode_budget_exhausted", "Decode memory in use"
     retry_after_seconds = 1

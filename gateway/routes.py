@@ -6,14 +6,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import PlainTextResponse, Response
 
 from gateway import __version__, metrics, paths
 from gateway.backend import Backend, ModelStatus
 from gateway.dependencies import BackendDep, FleetDep, GoldenDep, SettingsDep
-from gateway.errors import BackendUnavailable
+from gateway.drain import drain_of
+from gateway.errors import BackendUnavailable, ShuttingDown
 from gateway.golden_check import golden_results
 from gateway.image_formats import accepted_format_names
 from gateway.model_assets import ModelAssets, load_assets
@@ -29,7 +30,9 @@ USAGE = f'curl -X POST -F "file=@image.jpg" http://localhost:8000{paths.PREDICT}
 # What `GET /` lists: every endpoint, in words a client can act on.
 ENDPOINTS = {
     f"GET {paths.INDEX}": "this document",
-    f"GET {paths.HEALTH}": "readiness: 200 when a model version is AVAILABLE, else 503",
+    f"GET {paths.HEALTH}": (
+        "readiness: 200 when a model version is AVAILABLE, else 503 (also while shutting down)"
+    ),
     f"GET {paths.HEALTH_READY}": f"same as {paths.HEALTH}",
     f"GET {paths.HEALTH_LIVE}": "liveness: 200 while the process serves; never asks the model",
     f"POST {paths.PREDICT}": (
@@ -76,7 +79,12 @@ async def liveness() -> Response:
 
 
 _NOT_READY: dict[int | str, dict[str, Any]] = {
-    503: {"description": "No model version is AVAILABLE (same body, status unhealthy)"}
+    503: {
+        "description": (
+            "No model version is AVAILABLE, or the gateway is shutting down "
+            "(same body, status unhealthy)"
+        )
+    }
 }
 
 
@@ -85,8 +93,12 @@ _NOT_READY: dict[int | str, dict[str, Any]] = {
     paths.HEALTH_READY, summary="Readiness: a model version is AVAILABLE", responses=_NOT_READY
 )
 async def readiness(
-    settings: SettingsDep, backend: BackendDep, fleet: FleetDep, golden: GoldenDep
+    request: Request, settings: SettingsDep, backend: BackendDep, fleet: FleetDep, golden: GoldenDep
 ) -> Response:
+    if drain_of(request.app).draining:
+        # Checked first and answered without asking the model: the point is to
+        # leave the load balancer's rotation at once (docs/graceful-shutdown.md).
+        return _shutting_down(backend)
     status = await backend.status()
     checks = await golden_results(golden, fleet)
     failing = [check for check in checks if check.passed is False]
@@ -122,6 +134,19 @@ async def readiness(
     if status.ready:
         return json_response(body)
     retry = str(BackendUnavailable.retry_after_seconds)
+    return json_response(body, status_code=503, headers={"Retry-After": retry})
+
+
+def _shutting_down(backend: Backend) -> Response:
+    """Readiness while draining: 503, in the shape of any other not-ready answer."""
+    body = {
+        "status": "unhealthy",
+        "gateway": "shutting_down",
+        "ready": False,
+        "backend": backend.name,
+        "error": "The gateway is shutting down: it finishes what it accepted and takes no more.",
+    }
+    retry = str(ShuttingDown.retry_after_seconds)
     return json_response(body, status_code=503, headers={"Retry-After": retry})
 
 

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     # so trickling clients cannot hold in-flight slots for the whole deadline; 0 = off.
     min_upload_bytes_per_second: int = Field(default=16 * 1024, ge=0)
     upload_grace_seconds: PositiveFloat = 2.0
+    # After SIGTERM (docs/graceful-shutdown.md): not ready at once, new predictions
+    # refused with 503, accepted ones given at most this long to finish, then exit 0.
+    # 25 outlasts any prediction that can still succeed (a model call is bounded by
+    # TF_SERVING_TIMEOUT_SECONDS, 10, and a normal request takes well under a
+    # second) yet stays under Kubernetes' default 30 s grace period; the grace
+    # period must exceed this plus any preStop sleep.
+    shutdown_timeout_seconds: PositiveFloat = 25.0
 
     # Optional API keys (comma-separated, or one per line in a file); empty = no auth.
     api_keys: str = Field(default="", repr=False)
