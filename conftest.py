@@ -3,7 +3,9 @@
 test/unit runs the code in-process; test/deploy checks files with the tools
 that read them (hadolint, kubectl, uv, a stand-in HTTP server); test/e2e and the
 TF Serving double's own tests (tfserving_double/tests) start the gateway, the
-double or export_model.py as real processes and talk to them over sockets.
+double or export_model.py as real processes and talk to them over sockets;
+test/stack talks only HTTP to a whole stack (started here, or named by
+STACK_GATEWAY_URL as the stack workflow does).
 """
 
 from pathlib import Path
@@ -15,6 +17,8 @@ LAYERS = {
     ROOT / "test" / "unit": "unit",
     ROOT / "test" / "e2e": "e2e",
     ROOT / "test" / "deploy": "deploy",
+    # Black-box HTTP against a running stack: STACK_GATEWAY_URL's, or one it starts here.
+    ROOT / "test" / "stack": "e2e",
     ROOT / "tfserving_double" / "tests": "e2e",
 }
 

@@ -2,10 +2,10 @@
 
 docker-compose.yml (with docker-compose.debug.yml), gateway/Dockerfile,
 deploy/tfserving/ (batching.pbtxt, models.config, monitoring.config, parsed as
-TF Serving parses them) and the stack workflow are validated against
-their schema and linter, checked against each other and the pinned
-requirements, and the TF Serving healthcheck is run against a stand-in server
-on 127.0.0.1. The memory formula of README.md's "Deployment security and
+TF Serving parses them) are validated against their schema and linter, checked
+against each other and the pinned requirements, and the TF Serving healthcheck
+is run against a stand-in server on 127.0.0.1 (the GitHub workflows have
+test_workflows.py). The memory formula of README.md's "Deployment security and
 sizing" lives here too; test_kubernetes_manifests.py holds Kubernetes to it.
 """
 
@@ -37,14 +37,11 @@ from gateway.settings import Settings
 from gateway.tfserving.protos.model_server_config_pb2 import ModelServerConfig
 from gateway.tfserving.protos.monitoring_config_pb2 import MonitoringConfig
 from modelexport.contract import CHANNELS, DEFAULT_MODEL_NAME, IMAGE_SIZE
-from modelexport.options import default_model_name
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEBUG_COMPOSE_FILE = ROOT / "docker-compose.debug.yml"
-STACK_WORKFLOW = ROOT / ".github" / "workflows" / "stack.yml"
 README = ROOT / "README.md"
-CAT_JPEG = ROOT / "test" / "cat.jpg"
 DOCKERFILE = ROOT / "gateway" / "Dockerfile"
 DOCKERIGNORE = ROOT / "gateway" / ".dockerignore"
 GATEWAY_LOCK = ROOT / "gateway" / "requirements.lock"
@@ -606,28 +603,6 @@ def test_readme_states_the_sizing_constants() -> None:
         assert f"`{setting}`" in section
 
 
-def test_stack_workflow_matches_the_github_workflow_schema() -> None:
-    result = run_tool(
-        "check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(STACK_WORKFLOW)
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_stack_workflow_serves_the_model_it_exports() -> None:
-    workflow = YAML(typ="safe", pure=True).load(STACK_WORKFLOW)
-    (job,) = workflow["jobs"].values()
-    env = job["env"]
-    scripts = "\n".join(step.get("run", "") for step in job["steps"])
-    # compose serves ${MODEL_NAME:-mobilenet}: the job names the folder the export writes.
-    assert env["MODEL_NAME"] == default_model_name(env["MODEL_SOURCE"])
-    assert 'export_model.py --source "$MODEL_SOURCE" --model-name "$MODEL_NAME"' in scripts
-    assert "docker compose up --build --detach --wait" in scripts
-    assert CAT_JPEG.is_file()
-    assert f"file=@{CAT_JPEG.relative_to(ROOT).as_posix()}" in scripts
-    assert 'test "$status" = 200' in scripts
-    assert ".predictions[0].class_id == 286" in scripts
-
-
 def test_gateway_image_tag_is_the_project_version(gateway: dict[str, Any]) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert gateway["image"].rpartition(":")[2] == project["version"]
@@ -858,7 +833,9 @@ def test_dockerfile_healthcheck_asks_liveness() -> None:
 
 
 def test_dockerfile_starts_the_gateway_module_from_workdir() -> None:
-    assert json.loads(dockerfile_arguments("CMD")[-1]) == ["python", "-m", "gateway"]
+    assert json.loads(dockerfile_arguments("ENTRYPOINT")[-1]) == ["python", "-m", "gateway"]
+    # No CMD: Kubernetes `args:` (KServe's --model_name, ...) are appended to the entrypoint.
+    assert dockerfile_arguments("CMD") == []
     workdir = PurePosixPath(dockerfile_arguments("WORKDIR")[-1])
     destinations = {
         workdir / PurePosixPath(arguments.split()[-1])
