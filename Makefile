@@ -12,15 +12,17 @@ MODEL_DIR ?= models
 MODEL_NAME ?= $(if $(filter efficientnet-lite0,$(MODEL_SOURCE)),efficientnet_lite0,mobilenet)
 PORT ?= 8000
 
-.PHONY: help venv export run test test-fast lint bench lock protos clean demo-rollout
+.PHONY: help venv export run test test-fast test-stack lint bench bench-replicas lock protos clean demo-rollout
 
 help:
 	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none)"
 	@echo "make test     install, lint and run the test suite"
 	@echo "make test-fast  lint, then every test but the end-to-end ones (no gateway, double or export)"
+	@echo "make test-stack  the end-to-end suite test/stack: against STACK_GATEWAY_URL, or a stack it starts"
 	@echo "make protos   regenerate gateway/tfserving/protos/ from protos/*.proto"
 	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random|keras-weights)"
 	@echo "make bench    measure throughput and latency (see README)"
+	@echo "make bench-replicas  throughput through nginx with one, two and three gateway replicas"
 	@echo "make demo-rollout  canary split, shadow and a rollout under load against the TF Serving double"
 	@echo "make lock     rewrite the requirement files and the gateway image's lock from pyproject.toml"
 	@echo "make clean    remove the virtual environment and caches"
@@ -59,9 +61,22 @@ test: lint
 test-fast: lint
 	$(BIN)/python -m pytest -m "not e2e"
 
+# Black-box HTTP against a whole stack: the running one STACK_GATEWAY_URL names (with
+# STACK_API_KEY when its keys are on), as .github/workflows/stack.yml does after
+# `docker compose up --wait`; unset, the suite starts the TF Serving double and a gateway
+# reading deploy/tfserving/models.config itself.
+test-stack: venv
+	$(BIN)/python -m pytest test/stack
+
 bench: venv
 	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
 	$(BIN)/python -m bench --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME)
+
+# Throughput and CPU per request through nginx with one, two and three gateways
+# (docs/load-balancing.md); needs Debian's nginx.
+bench-replicas: venv
+	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
+	$(BIN)/python -m bench.replicas --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME)
 
 # Two models, three versions served and a fourth rolled out under load, a canary split and
 # shadow traffic, against the TF Serving double: the figures docs/rollouts.md talks about,
