@@ -43,6 +43,12 @@ DECODE_MEMORY_RESERVED = Gauge(
     "gateway_decode_memory_reserved_bytes",
     "Decode memory held by admitted decodes, out of DECODE_MEMORY_BUDGET_MB",
 )
+TF_SERVING_RETRIES = Counter(
+    "gateway_tf_serving_retries",
+    "gRPC predict calls sent once more after a failed first attempt, by its status: "
+    "unavailable, not_found or deadline_exceeded",
+    ["reason"],
+)
 
 
 # Per model and version: where a request's time goes, and how the models answer.

@@ -17,9 +17,17 @@ Each call carries the ids of the requests in its batch as `x-request-id`
 metadata (request_id.py, batching.py), which TF Serving's access to the call's
 metadata (and any proxy in between) can log beside the gateway's own lines.
 
-The channel balances calls, not connections (service_config.py): with several
-TF Serving replicas behind one target, each call goes to the next one that is
-connected, and a call lost with a replica is sent again to another.
+The channel balances calls, not connections, and ejects a replica most of whose
+calls fail (service_config.py). A call is sent once more, which round_robin
+gives to the next replica, when its first attempt failed in a way another
+replica may not: UNAVAILABLE (the replica died with the call), NOT_FOUND (this
+replica lacks the version; if every one does, the retry says so too and the
+backend follows the switch, client.py) or DEADLINE_EXCEEDED at the first
+attempt's own deadline, half of TF_SERVING_TIMEOUT_SECONDS (a hung replica;
+TF Serving slow everywhere runs out of the second half too and is still the
+gateway's 504). Each retry is counted, and one that answered is logged as a
+WARNING (at most once a minute per status), so a hung or skewed replica is
+seen, not just survived.
 """
 
 import time
@@ -28,7 +36,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from gateway import request_id
+from gateway import metrics, request_id
 from gateway.backend import ModelSignature
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable
 from gateway.tfserving.messages import (
@@ -45,7 +53,8 @@ from gateway.tfserving.predictor import (
     unreadable_response,
 )
 from gateway.tfserving.protos.predict_pb2 import PredictResponse
-from gateway.tfserving.service_config import BALANCING_OPTIONS
+from gateway.tfserving.retry_report import RetryReport
+from gateway.tfserving.service_config import BALANCING_OPTIONS, may_name_several_replicas
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 # TF Serving accepts messages up to INT32_MAX; grpc-python's default receive cap is 4 MB.
@@ -60,6 +69,19 @@ _CHANNEL_OPTIONS = [
 ]
 # A DEADLINE_EXCEEDED before this share of the gateway's timeout is not the gateway's.
 _OWN_DEADLINE_SHARE = 0.95
+# With several replicas, the first attempt's share of the timeout; the retry gets
+# what is left. Half, so a call stuck on a hung replica has as long again on
+# another; a healthy call takes a small part of it (docs/load-balancing.md).
+_FIRST_ATTEMPT_SHARE = 0.5
+# First-attempt failures worth one more attempt (Predict is idempotent), by the
+# metric's `reason` label. Only UNAVAILABLE when the target is one address: the
+# retry would ask the same server the same question, or cut a slow call short.
+_RETRIED_ON_ONE = {grpc.StatusCode.UNAVAILABLE: "unavailable"}
+_RETRIED_ON_SEVERAL = {
+    **_RETRIED_ON_ONE,
+    grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "deadline_exceeded",
+}
 
 
 class GrpcPredictor:
@@ -81,6 +103,11 @@ class GrpcPredictor:
         # No serializers: the call carries bytes, which predict() writes and reads, so a
         # reply that does not parse becomes the gateway's error, not a grpc one.
         self._predict = self._channel.unary_unary(PREDICT_METHOD)
+        several = may_name_several_replicas(target)
+        self._retried = _RETRIED_ON_SEVERAL if several else _RETRIED_ON_ONE
+        self._first_attempt_seconds = timeout_seconds * (_FIRST_ATTEMPT_SHARE if several else 1)
+        self._several = several
+        self._report = RetryReport(target)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -119,16 +146,33 @@ class GrpcPredictor:
         metadata = outbound_metadata()
         try:
             reply: bytes = await self._predict(
-                request, timeout=self._timeout_seconds, metadata=metadata
+                request, timeout=self._first_attempt_seconds, metadata=metadata
             )
             return reply
         except grpc.aio.AioRpcError as exc:
             remaining = self._timeout_seconds - (time.monotonic() - started)
-            if exc.code() != grpc.StatusCode.UNAVAILABLE or remaining <= 0:
+            reason = self._retried.get(exc.code())
+            if reason is None or remaining <= 0:
                 raise
-        # Predict is idempotent, so one retry is safe. round_robin picks among the
-        # replicas still connected, so with another one up the retry goes there at
-        # once; with none (one TF Serving, restarting), wait briefly for it to connect.
+            first_failure = exc
+        metrics.TF_SERVING_RETRIES.labels(reason).inc()
+        reply = await self._retry(request, metadata, remaining, wait=reason == "unavailable")
+        # Another attempt answered what the first could not: one replica is unlike
+        # the others (a version rollout fails both attempts, and is not reported).
+        self._report.answered_after(first_failure)
+        return reply
+
+    async def _retry(
+        self, request: bytes, metadata: tuple[tuple[str, str], ...], remaining: float, wait: bool
+    ) -> bytes:
+        """The call once more; round_robin gives it to the next replica still connected."""
+        if not wait:
+            # The first replica was connected, and so is the next one picked.
+            reply: bytes = await self._predict(request, timeout=remaining, metadata=metadata)
+            return reply
+        # UNAVAILABLE: with another replica up the retry goes there at once; with
+        # none (one TF Serving, restarting), wait briefly for it to connect.
+        retry_started = time.monotonic()
         try:
             reply = await self._predict(
                 request,
@@ -140,7 +184,16 @@ class GrpcPredictor:
             connected = self._channel.get_state() == grpc.ChannelConnectivity.READY
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not connected:
                 raise unreachable() from exc
-            raise
+            left = remaining - (time.monotonic() - retry_started)
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or not (self._several and connected):
+                raise
+            if left <= 0:
+                raise
+            # A replica that has just died can still be picked once more, before
+            # round_robin hears its connection is gone: one more try, on whichever
+            # replica is connected now.
+            metrics.TF_SERVING_RETRIES.labels("unavailable").inc()
+            reply = await self._predict(request, timeout=left, metadata=metadata)
         return reply
 
 

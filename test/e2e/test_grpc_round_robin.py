@@ -12,6 +12,10 @@ Calls and images are counted by each double itself (its control port's
 carries one to four images: the spread is judged on calls, and images are
 reported beside them. `pytest -s` prints the figures.
 
+A replica that hangs (SIGSTOP: its connections stay up, so round_robin keeps
+picking it) is survived by the transport's retry and ejected by outlier
+detection (gateway/tfserving/service_config.py, docs/load-balancing.md).
+
 The tests share the replicas and run in file order: the last one kills one.
 """
 
@@ -19,6 +23,7 @@ import asyncio
 import dataclasses
 import signal
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +43,7 @@ from processes import (
     tfserving_double,
     wait_until,
 )
+from routing_helpers import sample_values
 
 HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 REQUESTS = 1000
@@ -48,7 +54,17 @@ KILL_PHASE_REQUESTS = 400
 # with it and must be sent again to another (SIGTERM lets them finish: also no failure).
 KILL = signal.SIGKILL
 # Longer than the test needs to see the held call arrive, shorter than the gateway's timeout.
-HOLD_MS = 5000
+HOLD_MS = 3000
+# The gateway's TF_SERVING_TIMEOUT_SECONDS: with several replicas a first attempt gets half.
+TIMEOUT_SECONDS = 4.0
+HUNG_PHASE_REQUESTS = 200
+STOP_AFTER = 40
+EJECTED_PHASE_REQUESTS = 60
+# Requests that may fail while the hung replica is not yet ejected: one whose retry
+# round_robin also gave to it (other clients' calls moved the rotation on). Each
+# client has at most one request in flight, and the window is about one ejection
+# interval (2 s) after the first attempts' deadline, so one per client at most.
+MAX_FAILED_BEFORE_EJECTION = CLIENTS
 
 
 @dataclass
@@ -95,6 +111,7 @@ def replicas(model_root: Path, logs: Path) -> Iterator[Replicas]:
         TF_SERVING_GRPC_TARGET="ipv4:" + ",".join(d.grpc_target for d in doubles),
         # Status and metadata over REST from the first replica, which is never stopped here.
         TF_SERVING_URL=f"{doubles[0].url}/v1/models/{MODEL_NAME}:predict",
+        TF_SERVING_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
         MODEL_BASE_PATH=str(model_root),
     )
     front.ready = answers(f"{front.url}/health", 200)
@@ -130,6 +147,7 @@ class Load:
 
     statuses: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -146,7 +164,8 @@ def run_load(
             queue.get_nowait()
             sent = time.monotonic()
             response = await http.post("/predict", files={"file": ("cat.jpg", image)})
-            load.latencies.append(time.monotonic() - sent)
+            load.answered_at.append(time.monotonic())
+            load.latencies.append(load.answered_at[-1] - sent)
             load.statuses.append(response.status_code)
             if response.status_code != 200 or len(response.json()["predictions"]) != 5:
                 load.failures.append(f"{response.status_code} {response.text[:200]}")
@@ -184,6 +203,118 @@ def test_calls_are_spread_evenly_over_the_replicas(replicas: Replicas, cat_jpeg:
     # Every image reached a double exactly once: nothing was lost or sent twice.
     assert sum(images) == REQUESTS
     assert spread(calls) <= MAX_SPREAD, calls
+
+
+def deadline_retries(gateway_url: str) -> float:
+    """The gateway's count of calls sent again after their first attempt's deadline."""
+    text = httpx.get(f"{gateway_url}/metrics/prometheus", timeout=5).text
+    samples = sample_values(text, "gateway_tf_serving_retries_total")
+    return sum(value for labels, value in samples if labels["reason"] == "deadline_exceeded")
+
+
+class RetrySampler:
+    """deadline_retries() with the time read, every 0.2 s while the block runs."""
+
+    def __init__(self, gateway_url: str) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._url = gateway_url
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._done.wait(0.2):
+            self.samples.append((time.monotonic(), deadline_retries(self._url)))
+
+    def last_increase(self) -> float:
+        """When the count last went up."""
+        changes = [
+            t for (t, v), (_, u) in zip(self.samples[1:], self.samples, strict=False) if v > u
+        ]
+        return changes[-1] if changes else float("nan")
+
+    def __enter__(self) -> "RetrySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def taking_calls(double: Process, gateway_url: str, image: bytes) -> Callable[[], bool]:
+    """A check: two rounds of six requests in a row each reached `double`.
+
+    Two, because a double resumed from SIGSTOP may count the calls it was sent
+    while stopped as it catches up, once.
+    """
+
+    def check() -> bool:
+        for _ in range(2):
+            before = counts(double)[0]
+            for _ in range(6):
+                response = httpx.post(
+                    f"{gateway_url}/predict", files={"file": ("cat.jpg", image)}, timeout=30
+                )
+                assert response.status_code == 200, response.text
+            if counts(double)[0] == before:
+                return False
+        return True
+
+    return check
+
+
+def test_a_hung_replica_is_ejected_after_a_few_failures(
+    replicas: Replicas, cat_jpeg: bytes
+) -> None:
+    # Not replicas[0], which answers the gateway's status reads; replicas[2] is killed next.
+    victim = replicas.doubles[1]
+    assert victim.popen is not None
+    stopped_at: list[float] = []
+
+    def stop() -> None:
+        assert victim.popen is not None
+        victim.popen.send_signal(signal.SIGSTOP)
+        stopped_at.append(time.monotonic())
+
+    try:
+        with RetrySampler(replicas.gateway.url) as sampler:
+            hung = run_load(
+                replicas.gateway.url, cat_jpeg, HUNG_PHASE_REQUESTS, after={STOP_AFTER: stop}
+            )
+        retried = deadline_retries(replicas.gateway.url)
+        ejected = run_load(replicas.gateway.url, cat_jpeg, EJECTED_PHASE_REQUESTS)
+        retried_while_ejected = deadline_retries(replicas.gateway.url) - retried
+    finally:
+        victim.popen.send_signal(signal.SIGCONT)
+    # Readmitted after baseEjectionTime (10 s): the recovered replica takes calls again.
+    readmission_started = time.monotonic()
+    wait_until(taking_calls(victim, replicas.gateway.url, cat_jpeg), 40, "the victim readmitted")
+
+    (stopped,) = stopped_at
+    failed_at = [
+        at - stopped
+        for at, status in zip(hung.answered_at, hung.statuses, strict=True)
+        if status != 200
+    ]
+    print(
+        f"\nSIGSTOP to {victim.grpc_target} after {STOP_AFTER} answers, {CLIENTS} clients, "
+        f"TF_SERVING_TIMEOUT_SECONDS={TIMEOUT_SECONDS:g}: {len(hung.failures)} of "
+        f"{HUNG_PHASE_REQUESTS} requests failed (at {[round(t, 1) for t in failed_at]} s "
+        f"after the stop), {retried:.0f} deadline retries in all, the last "
+        f"{sampler.last_increase() - stopped:.1f} s after the stop; latency max "
+        f"{max(hung.latencies):.1f} s; then {EJECTED_PHASE_REQUESTS} requests in "
+        f"{ejected.seconds:.1f} s, {len(ejected.failures)} failed, {retried_while_ejected:.0f} "
+        f"retried; readmitted within {time.monotonic() - readmission_started:.1f} s of SIGCONT"
+    )
+    # While not yet ejected, the retry answered nearly every request that met the
+    # hung replica; those that failed were the gateway's 504 at its own deadline.
+    assert len(hung.failures) <= MAX_FAILED_BEFORE_EJECTION, hung.failures
+    assert all(failure.startswith("504 ") for failure in hung.failures), hung.failures
+    assert len(hung.statuses) == HUNG_PHASE_REQUESTS
+    assert retried > 0
+    # Once ejected, no call goes to it: nothing fails and nothing waits for a deadline.
+    assert ejected.failures == []
+    assert retried_while_ejected == 0
 
 
 def test_a_replica_killed_under_load_fails_no_request(replicas: Replicas, cat_jpeg: bytes) -> None:
