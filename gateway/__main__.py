@@ -3,7 +3,18 @@
 Settings come from the environment; the flags KServe passes to a custom
 transformer override it (gateway/command_line.py). Uvicorn runs as a
 DrainingServer (gateway/shutdown.py), so SIGTERM drains before the process exits.
+
+The first thing the process does is hold SIGTERM and SIGINT
+(gateway/early_signals.py): the imports below take about a second, and a
+signal meanwhile must stop the gateway cleanly, not kill it (status 143) or,
+as PID 1, be dropped. Hence the imports after code (ruff E402, on purpose).
+Imported by a test instead of run, the module leaves the signals alone.
 """
+
+# ruff: noqa: E402
+from gateway.early_signals import FORCED_EXIT, EarlySignals
+
+EARLY_SIGNALS = EarlySignals.install() if __name__ == "__main__" else None
 
 import sys
 from collections.abc import Sequence
@@ -20,11 +31,9 @@ from gateway.shutdown import DrainingServer
 
 # uvicorn's own status for a server that never started serving (uvicorn.config).
 STARTUP_FAILURE = 3
-# A second signal cut the drain short: accepted predictions may have been dropped.
-FORCED_EXIT = 1
 
 
-def main(argv: Sequence[str] = ()) -> None:
+def main(argv: Sequence[str] = (), early_signals: EarlySignals | None = None) -> None:
     """Validate the configuration first, so a bad value stops the process with a clear message."""
     overrides = settings_from_arguments(argv)
     try:
@@ -45,8 +54,10 @@ def main(argv: Sequence[str] = ()) -> None:
         # Keep-alive longer than typical client pools so idle connections are reused.
         timeout_keep_alive=30,
     )
-    server = DrainingServer(config, drain_of(app), settings.shutdown_timeout_seconds)
+    server = DrainingServer(config, drain_of(app), settings.shutdown_timeout_seconds, early_signals)
     server.run()
+    if server.stopped_before_start:
+        return  # told to stop before serving: nothing was accepted, a clean exit
     if not server.started:
         sys.exit(STARTUP_FAILURE)
     if server.force_exit:
@@ -67,4 +78,4 @@ def describe_errors(exc: ValidationError) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(sys.argv[1:], EARLY_SIGNALS)

@@ -14,7 +14,8 @@ Each flag maps to a setting, and a flag given wins over the environment
 
 - `--model_name NAME` -> MODEL_NAME (KServe's TF Serving predictor serves the
   model under the InferenceService's name, the same NAME);
-- `--predictor_host HOST[:PORT]` -> INFERENCE_BACKEND=tfserving,
+- `--predictor_host HOST[:PORT]` (a DNS name, an IPv4 address or a bracketed IPv6
+  one, port 1-65535: gateway/addresses.py) -> INFERENCE_BACKEND=tfserving,
   TF_SERVING_URL=http://HOST[:PORT] (a bare address, which the settings complete
   with MODEL_NAME's predict path) and TF_SERVING_TRANSPORT=rest: the predictor
   host is the predictor's Service, which forwards port 80 to TF Serving's REST
@@ -32,6 +33,8 @@ Anything else is an error: argparse prints the usage and exits 2.
 import argparse
 from collections.abc import Sequence
 from typing import Any
+
+from gateway.addresses import split_host_port
 
 SPOKEN_PROTOCOLS = ("v1",)
 KSERVE_PROTOCOLS = ("v1", "v2", "grpc-v2")
@@ -90,8 +93,10 @@ def settings_from_arguments(argv: Sequence[str]) -> dict[str, Any]:
         overrides["port"] = arguments.http_port
     if arguments.predictor_host is not None:
         host = arguments.predictor_host
-        if not host or "/" in host or "?" in host or "@" in host:
-            parser.error(f"--predictor_host takes HOST[:PORT] (no scheme or path), got {host!r}")
+        try:
+            split_host_port(host, port_required=False)
+        except ValueError as exc:
+            parser.error(f"--predictor_host takes HOST[:PORT] (no scheme or path): {exc}")
         scheme = "https" if arguments.predictor_use_ssl else "http"
         overrides["inference_backend"] = "tfserving"
         overrides["tf_serving_url"] = f"{scheme}://{host}"

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.addresses import check_grpc_target, split_host_port
 from gateway.cpus import available_cpus
 
 # TF Serving's REST predict path (docs/tf-serving-protocol.md §1):
@@ -35,7 +36,8 @@ class Settings(BaseSettings):
 
     # gRPC sends pixels as one binary tensor; REST as JSON integers (see README, Performance).
     tf_serving_transport: Literal["grpc", "rest"] = "grpc"
-    # host:port of TF Serving's gRPC API; empty = TF_SERVING_URL's host on port 8500.
+    # TF Serving's gRPC target (gateway/addresses.py has the forms: host:port, dns:///,
+    # ipv4:, ...); empty = TF_SERVING_URL's host on port 8500.
     tf_serving_grpc_target: str = ""
     tf_serving_timeout_seconds: PositiveFloat = 10.0
     tf_serving_connect_timeout_seconds: PositiveFloat = 2.0
@@ -131,6 +133,16 @@ class Settings(BaseSettings):
         parts = urlsplit(self.tf_serving_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"TF_SERVING_URL must be an http(s) URL, got {self.tf_serving_url!r}")
+        # A bad address passed here once, and failed later as a traceback in start-up
+        # (httpx.InvalidURL) or as a gateway that never became ready.
+        try:
+            split_host_port(parts.netloc, port_required=False)
+        except ValueError as exc:
+            raise ValueError(f"TF_SERVING_URL's address must be HOST[:PORT]: {exc}") from None
+        if parts.fragment or self.tf_serving_url != self.tf_serving_url.strip():
+            raise ValueError(
+                f"TF_SERVING_URL must not carry a #fragment or blanks, got {self.tf_serving_url!r}"
+            )
         if parts.path.strip("/") == "":
             # A bare server address: build the predict URL from MODEL_NAME.
             path = f"/v1/models/{self.model_name}:predict"
@@ -190,6 +202,12 @@ class Settings(BaseSettings):
     def _empty_means_none(cls, value: object) -> object:
         # Compose passes `${ROUTING_FILE:-}` as an empty string: no file, not Path(".").
         return None if value == "" else value
+
+    @field_validator("tf_serving_grpc_target")
+    @classmethod
+    def _check_grpc_target(cls, target: str) -> str:
+        # Otherwise a bad target shows only as a channel that never connects.
+        return target if target == "" else check_grpc_target(target)
 
     @field_validator("model_name")
     @classmethod

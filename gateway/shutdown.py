@@ -19,6 +19,12 @@ on the first SIGTERM or SIGINT:
 A second signal forces the exit at once (uvicorn's force_exit: no waiting, no
 lifespan shutdown) and `python -m gateway` exits 1.
 
+A signal that came while the process was still importing, held by
+gateway/early_signals.py, stops the server before it starts: no lifespan, no
+socket, exit 0. One that comes after the server took the signals over but
+before it serves lets start-up finish, then shuts down as usual (exit 0):
+nothing was admitted, so there is nothing to drain.
+
 The hooks are `handle_exit` (uvicorn's signal handler) and `capture_signals`
 (which installs it): uvicorn's own version of the latter raises the captured
 signal again after shutdown, so that the process dies of it (exit status 143
@@ -38,10 +44,10 @@ from types import FrameType
 import uvicorn
 
 from gateway.drain import Drain
+from gateway.early_signals import SIGNALS, EarlySignals
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Uvicorn's last look at open connections and tasks never gets less than this,
 # so an answer already being written still leaves, even when the drain used the
 # whole budget.
@@ -51,17 +57,32 @@ MIN_CLOSE_SECONDS = 0.1
 class DrainingServer(uvicorn.Server):
     """A uvicorn server whose first SIGTERM (or SIGINT) drains `drain` before shutting down."""
 
-    def __init__(self, config: uvicorn.Config, drain: Drain, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Drain,
+        timeout_seconds: float,
+        early_signals: EarlySignals | None = None,
+    ) -> None:
         super().__init__(config)
         self.drain = drain
         self.timeout_seconds = timeout_seconds
+        self.early_signals = early_signals
+        self.stopped_before_start = False  # a signal came while the process was importing
         self.cut_off = 0  # admitted predictions still running when the budget ran out
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drainer: asyncio.Task[None] | None = None
 
     async def serve(self, sockets: list[socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        if self._held_signal() is not None:
+            logger.info("signalled while starting: stopping before serving")
+            self.stopped_before_start = True
+            return
         await super().serve(sockets)
+
+    def _held_signal(self) -> int | None:
+        return self.early_signals.received if self.early_signals is not None else None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -70,6 +91,10 @@ class DrainingServer(uvicorn.Server):
             yield  # signals reach only the main thread: whoever runs us stops us
             return
         originals = {sig: signal.signal(sig, self.handle_exit) for sig in SIGNALS}
+        held = self._held_signal()
+        if held is not None:
+            # Came after serve() looked, before the line above: act on it as ours.
+            self.handle_exit(held, None)
         try:
             yield
         finally:

@@ -5,11 +5,19 @@ fault makes every model call slow, so predictions are surely in flight when the
 signal arrives. The gateway logs how many it had accepted then and how long the
 drain took (gateway/shutdown.py); the test reads both from its log and prints
 them with the clients' counts (run with -s to see them).
+
+A signal while the process is still importing (gateway/early_signals.py) is
+sent the moment the process has a SIGTERM handler, which /proc shows: that
+handler is the first thing `python -m gateway` installs, a second before it
+could serve.
 """
 
 import contextlib
+import os
 import re
+import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -22,7 +30,15 @@ import httpx
 import pytest
 
 from api_client import post_image
-from processes import Process, answers, gateway_for, set_faults, tfserving_double, wait_until
+from processes import (
+    Process,
+    answers,
+    gateway,
+    gateway_for,
+    set_faults,
+    tfserving_double,
+    wait_until,
+)
 
 CLIENTS = 24
 MODEL_DELAY_MS = 1500  # each model call; 8 images per call pair: a drain of a few seconds
@@ -185,6 +201,106 @@ def test_a_second_sigterm_exits_at_once_with_status_1(
         front.popen.send_signal(signal.SIGTERM)
         assert exit_code(front, STUCK_DELAY_MS / 1000 * 0.75) == 1
         stuck.result()
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether process `pid` has a handler for SIGTERM (the SigCgt mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.MULTILINE)
+    assert match is not None
+    return bool(int(match[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def spawn_importing(front: Process, prefix: tuple[str, ...] = ()) -> int:
+    """Start `front` (after `prefix`); the pid of its Python once it holds SIGTERM."""
+    with front.log_path.open("ab") as log:
+        front.popen = subprocess.Popen(
+            [*prefix, *front.args], cwd=front.cwd, env=front.env, stdout=log, stderr=log
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        # Polling is the only way to see the handler appear; the imports that
+        # follow it take about a second, far longer than one poll.
+        for pid in _python_pids(front.popen.pid, inside=bool(prefix)):
+            with contextlib.suppress(FileNotFoundError):
+                if catches_sigterm(pid):
+                    return pid
+        assert front.popen.poll() is None, front.log_tail()
+        time.sleep(0.002)
+    raise AssertionError(f"no SIGTERM handler within 30 s:\n{front.log_tail()}")
+
+
+def exits_without_serving(front: Process) -> int:
+    """Wait for the exit, checking all along that the gateway never answers; its status."""
+    assert front.popen is not None
+    ready = answers(f"{front.url}/health/ready")
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    while front.popen.poll() is None:
+        assert not ready(), "the gateway answered although it was told to stop"
+        assert time.monotonic() < deadline, "the gateway did not exit"
+        time.sleep(0.05)
+    return exit_code(front, 0)
+
+
+def importing_gateway(logs: Path, name: str) -> Process:
+    # Nothing listens on port 9: the gateway must stop before it would ask.
+    return gateway(logs / name, LOG_LEVEL="info", TF_SERVING_URL="http://127.0.0.1:9")
+
+
+def test_sigterm_while_importing_stops_before_serving_with_status_0(logs: Path) -> None:
+    front = importing_gateway(logs, "shutdown-while-importing.log")
+    try:
+        pid = spawn_importing(front)
+        os.kill(pid, signal.SIGTERM)
+        assert exits_without_serving(front) == 0  # not 143: the signal did not kill it
+    finally:
+        front.stop()
+    text = front.log_path.read_text()
+    assert "signalled while starting: stopping before serving" in text
+    assert "Uvicorn running on" not in text  # it never listened
+
+
+def test_a_second_signal_while_importing_exits_at_once_with_status_1(logs: Path) -> None:
+    front = importing_gateway(logs, "shutdown-while-importing-twice.log")
+    try:
+        pid = spawn_importing(front)
+        # Two different signals: two of the same kind may merge into one.
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
+        assert exits_without_serving(front) == 1
+    finally:
+        front.stop()
+    assert "stopping before serving" not in front.log_path.read_text()
+
+
+def _can_be_pid_1() -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        return False
+    return subprocess.run([unshare, "-pf", "--mount-proc", "true"], check=False).returncode == 0
+
+
+@pytest.mark.skipif(not _can_be_pid_1(), reason="needs root and unshare for a PID namespace")
+def test_as_pid_1_of_a_container_sigterm_while_importing_still_stops_it(logs: Path) -> None:
+    """The kernel drops a signal PID 1 has no handler for: the gateway must have one early."""
+    front = importing_gateway(logs, "shutdown-while-importing-pid1.log")
+    try:
+        pid = spawn_importing(front, prefix=("unshare", "-pf", "--kill-child", "--mount-proc"))
+        os.kill(pid, signal.SIGTERM)
+        assert exits_without_serving(front) == 0  # unshare exits with its child's status
+    finally:
+        front.stop()
+    assert "stopping before serving" in front.log_path.read_text()
+
+
+def _python_pids(pid: int, inside: bool) -> list[int]:
+    """`pid` itself, or, for `unshare -f`, the child it forked (PID 1 in its namespace)."""
+    if not inside:
+        return [pid]
+    with contextlib.suppress(FileNotFoundError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children]
+    return []
 
 
 def _post_outcome(url: str, image: bytes) -> Outcome:

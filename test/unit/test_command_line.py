@@ -78,6 +78,11 @@ def test_a_port_and_the_equals_form_are_accepted_and_ssl_means_https() -> None:
     assert settings.model_name == "efficientnet_lite0"
 
 
+def test_a_bracketed_ipv6_predictor_host_is_accepted() -> None:
+    settings = settings_for(["--predictor_host", "[fd00::7]:8501"])
+    assert settings.tf_serving_url == "http://[fd00::7]:8501/v1/models/mobilenet:predict"
+
+
 def test_the_model_name_alone_keeps_the_transport_and_follows_into_the_default_url() -> None:
     settings = settings_for(["--model_name", "efficientnet_lite0"])
     assert settings.tf_serving_url == ("http://localhost:8501/v1/models/efficientnet_lite0:predict")
@@ -94,6 +99,13 @@ def test_the_model_name_alone_keeps_the_transport_and_follows_into_the_default_u
         (["--protocol", "v2"], "the predictor protocol v2 is not spoken"),
         (["--predictor_protocol", "grpc-v2"], "the predictor protocol grpc-v2 is not spoken"),
         (["--predictor_host", "http://tf:8501"], "--predictor_host takes HOST[:PORT]"),
+        (["--predictor_host", "::1"], "an IPv6 address goes in brackets, such as [::1]:8500"),
+        (["--predictor_host", "127.0.0.1:notaport"], "must be a number from 1 to 65535"),
+        (["--predictor_host", "127.0.0.1:99999"], "must be a number from 1 to 65535"),
+        (["--predictor_host", "127.0.0.1:18501 "], "must be a number from 1 to 65535"),
+        (["--predictor_host", "a b"], "'a b' is not a DNS name or an IP address"),
+        (["--predictor_host", "host#frag"], "'host#frag' is not a DNS name or an IP address"),
+        (["--predictor_host", ""], "'' is not a DNS name or an IP address"),
         (["--predictor_use_ssl", "maybe"], "expected true or false"),
         (["--predictor_use_ssl", "true"], "--predictor_use_ssl needs --predictor_host"),
     ],

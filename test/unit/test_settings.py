@@ -120,3 +120,69 @@ def test_model_name_alone_picks_the_default_servers_url() -> None:
 def test_a_model_name_of_dots_is_refused(name: str) -> None:
     with pytest.raises(ValidationError, match="must name a folder"):
         Settings(model_name=name)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:notaport/",
+        "http://127.0.0.1:99999",
+        "http://::1:8501",
+        "http://a b:8501",
+        "http://127.0.0.1:18501 ",
+        "http://tfs:8501#frag",
+        "http://user@tfs:8501/v1/models/mobilenet:predict",
+    ],
+)
+def test_a_tf_serving_url_with_a_bad_address_is_refused(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through the environment, as a deployment gives it; it once passed here and
+    # failed later as a traceback in start-up (httpx.InvalidURL).
+    monkeypatch.setenv("TF_SERVING_URL", url)
+    with pytest.raises(ValidationError, match="TF_SERVING_URL"):
+        Settings()
+
+
+def test_an_ipv6_tf_serving_url_is_accepted_and_gives_the_grpc_target() -> None:
+    settings = Settings(tf_serving_url="http://[::1]:8501")
+    assert settings.tf_serving_url == "http://[::1]:8501/v1/models/mobilenet:predict"
+    assert settings.grpc_target == "[::1]:8500"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "",
+        "tensorflow-serving:8500",
+        "dns:///tensorflow-serving-grpc:8500",  # deploy/kubernetes/base/gateway.yaml
+        "ipv4:10.0.0.1:8500,10.0.0.2:8500",
+        "unix:/run/tfs.sock",
+    ],
+)
+def test_grpc_targets_in_grpcs_forms_are_kept(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TF_SERVING_GRPC_TARGET", target)
+    assert Settings().tf_serving_grpc_target == target
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        " ",
+        ",",
+        "ipv4:",
+        "ipv4:,",
+        "foo://bar",
+        "a:8500,b:8500",
+        "ipv4:garbage",
+        "ipv4:127.0.0.1",
+        "ipv4:127.0.0.1:99999",
+    ],
+)
+def test_other_grpc_targets_stop_start_up_naming_the_forms(
+    target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TF_SERVING_GRPC_TARGET", target)
+    with pytest.raises(ValidationError, match="tf_serving_grpc_target") as refused:
+        Settings()
+    assert "the accepted forms are HOST:PORT" in str(refused.value)
