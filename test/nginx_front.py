@@ -10,18 +10,23 @@ diffing the two texts. The end-to-end test and bench/replicas.py both start
 nginx through `nginx_front`.
 """
 
+import contextlib
 import json
 import os
 import pwd
 import re
 import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from processes import ROOT, Process, answers, free_port
+from processes import ROOT, Process, answers, free_port, gateway_for, wait_until
 
 CONFIG = ROOT / "deploy" / "nginx" / "nginx.conf"
 HEALTH_PATH = "/nginx-health"
+# nginx writes a request's log line after its response has gone out.
+LOG_WAIT_SECONDS = 10.0
 # Directives whose lines say where things are on a machine; nothing else is rewritten.
 MACHINE_DIRECTIVES = frozenset(
     {
@@ -102,6 +107,47 @@ def nginx_front(replicas: list[str], run_dir: Path) -> Process:
     )
 
 
+def address_of(process: Process) -> str:
+    """`host:port` of a process's HTTP server, as an upstream's server line names it."""
+    return process.url.removeprefix("http://")
+
+
+@contextlib.contextmanager
+def gateway_replicas(
+    double: Process, model_root: Path, log_prefix: str, count: int, **env: str
+) -> Iterator[list[Process]]:
+    """`count` gateways in TF Serving mode (gRPC) on `double`, started together, each
+    ready once its model answers; its log is `log_prefix` and its number."""
+    processes = [
+        gateway_for(double, model_root, Path(f"{log_prefix}-{index}.log"), **env)
+        for index in range(count)
+    ]
+    for process in processes:
+        process.ready = answers(f"{process.url}/health", 200)
+    try:
+        with ThreadPoolExecutor(count) as pool:
+            list(pool.map(Process.start, processes))
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
+
+
+@contextlib.contextmanager
+def running_front(replicas: list[Process], run_dir: Path) -> Iterator[Process]:
+    """Debian's nginx with the shipped configuration in front of `replicas`, started."""
+    process = nginx_front([address_of(r) for r in replicas], run_dir).start(timeout=30)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def run_dir_of(front: Process) -> Path:
+    """The folder `nginx_front` gave this nginx: its config, logs and temp files."""
+    return front.log_path.parent
+
+
 def access_log(run_dir: Path) -> list[dict[str, Any]]:
     """The JSON lines nginx wrote to its access log (log_format `upstreams`)."""
     path = run_dir / "access.log"
@@ -113,3 +159,14 @@ def access_log(run_dir: Path) -> list[dict[str, Any]]:
 def upstreams_tried(entry: dict[str, Any]) -> list[str]:
     """The replicas one request went to, in order: more than one means it was retried."""
     return [address.strip() for address in str(entry["upstream_addr"]).split(",")]
+
+
+def logged(front: Process, prefix: str, count: int) -> list[dict[str, Any]]:
+    """The access log's lines whose request id starts with `prefix`, once `count` are written."""
+
+    def entries() -> list[dict[str, Any]]:
+        lines = access_log(run_dir_of(front))
+        return [e for e in lines if str(e["request_id"]).startswith(prefix)]
+
+    wait_until(lambda: len(entries()) >= count, LOG_WAIT_SECONDS, f"{count} log lines of {prefix}")
+    return entries()

@@ -17,6 +17,7 @@ from gateway.errors import PayloadTooLarge
 from gateway.limits import FORM_OVERHEAD_BYTES
 from gateway.problems import problem_response
 from gateway.settings import Settings
+from nginx_config import directives, fixed_answer, seconds, uncommented
 from nginx_front import CONFIG
 from test_deployment_files import (
     COMPOSE_FILE,
@@ -47,19 +48,7 @@ def services() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def config() -> str:
     """nginx.conf without comments."""
-    return re.sub(r"#[^\n]*", "", CONFIG.read_text())
-
-
-def directives(config: str, name: str) -> list[str]:
-    """The arguments of every `name ...;` in the config, in order."""
-    return [m.strip() for m in re.findall(rf"(?m)^\s*{name}\s+([^;{{]*);", config)]
-
-
-def seconds(text: str) -> float:
-    """An nginx time (`35s`, `2m`, `500ms`) in seconds."""
-    match = re.fullmatch(r"(\d+)(ms|s|m)?", text)
-    assert match, f"unexpected nginx time {text!r}"
-    return int(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match.group(2) or "s"]
+    return uncommented()
 
 
 def test_replicas_are_the_gateway_without_its_port(services: dict[str, Any]) -> None:
@@ -164,15 +153,10 @@ def test_gateways_outlast_their_drain_before_compose_kills_them(
 
 
 def test_nginx_refuses_a_large_upload_with_the_gateways_own_problem(config: str) -> None:
-    (handler,) = directives(config, "error_page")
-    assert handler == "413 @payload_too_large"
-    location = re.search(r"location\s+@payload_too_large\s*\{(.*?)\n\s*\}", config, re.DOTALL)
-    assert location
-    answer = re.search(r"return\s+(\d+)\s+'([^']*)';", location.group(1))
-    assert answer
-    status, body = answer.groups()
-    assert status == "413"
+    assert "413 @payload_too_large" in directives(config, "error_page")
+    answer = fixed_answer(config, "@payload_too_large")
+    assert answer.status == 413
     max_upload_bytes = Settings.model_fields["max_upload_bytes"].default
     gateway_answer = problem_response(PayloadTooLarge.over(max_upload_bytes))
-    assert json.loads(body) == json.loads(gateway_answer.body)
-    assert directives(location.group(1), "default_type") == [gateway_answer.media_type]
+    assert answer.body == json.loads(bytes(gateway_answer.body))
+    assert answer.media_type == gateway_answer.media_type

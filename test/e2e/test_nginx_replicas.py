@@ -14,10 +14,8 @@ import re
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -25,13 +23,15 @@ import pytest
 from nginx_front import (
     CONFIG,
     MACHINE_DIRECTIVES,
-    access_log,
+    address_of,
     directive_of,
-    nginx_front,
+    gateway_replicas,
+    logged,
     render_config,
+    running_front,
     upstreams_tried,
 )
-from processes import Process, answers, gateway_for, wait_until
+from processes import Process
 
 REPLICAS = 3
 # The issue's figures: 1,000 requests, each replica's share within 10% of the mean.
@@ -41,8 +41,6 @@ CONCURRENCY = 8
 KILL_PHASE_REQUESTS = 200
 # Answers received before the SIGKILL: the load is under way, most of it still to come.
 KILL_AFTER = 40
-# nginx writes a request's log line after its response has gone out.
-LOG_WAIT_SECONDS = 10.0
 
 
 @dataclass
@@ -51,10 +49,6 @@ class Load:
 
     statuses: Counter[int] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
-
-
-def address_of(process: Process) -> str:
-    return process.url.removeprefix("http://")
 
 
 def served(process: Process) -> int:
@@ -110,43 +104,15 @@ async def post_many(
 @pytest.fixture(scope="module")
 def replicas(double: Process, model_root: Path, logs: Path) -> Iterator[list[Process]]:
     """Three gateways in TF Serving mode (gRPC) on the session's double, started together."""
-    processes = [
-        gateway_for(double, model_root, logs / f"nginx-replica-{index}.log")
-        for index in range(REPLICAS)
-    ]
-    for process in processes:
-        process.ready = answers(f"{process.url}/health", 200)
-    try:
-        with ThreadPoolExecutor(REPLICAS) as pool:
-            list(pool.map(Process.start, processes))
+    with gateway_replicas(double, model_root, str(logs / "nginx-replica"), REPLICAS) as processes:
         yield processes
-    finally:
-        for process in processes:
-            process.stop()
 
 
 @pytest.fixture(scope="module")
 def front(replicas: list[Process], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     """Debian's nginx with the shipped configuration, proxying to the three replicas."""
-    run_dir = tmp_path_factory.mktemp("nginx")
-    process = nginx_front([address_of(r) for r in replicas], run_dir).start(timeout=30)
-    yield process
-    process.stop()
-
-
-def run_dir_of(front: Process) -> Path:
-    return front.log_path.parent
-
-
-def logged(front: Process, prefix: str, count: int) -> list[dict[str, Any]]:
-    """The access log's lines whose request id starts with `prefix`, once `count` are written."""
-
-    def entries() -> list[dict[str, Any]]:
-        lines = access_log(run_dir_of(front))
-        return [e for e in lines if str(e["request_id"]).startswith(prefix)]
-
-    wait_until(lambda: len(entries()) >= count, LOG_WAIT_SECONDS, f"{count} log lines of {prefix}")
-    return entries()
+    with running_front(replicas, tmp_path_factory.mktemp("nginx")) as process:
+        yield process
 
 
 def test_only_the_machine_lines_of_the_shipped_config_are_rewritten(tmp_path: Path) -> None:
