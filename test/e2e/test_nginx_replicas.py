@@ -148,6 +148,8 @@ def test_requests_spread_evenly_across_the_replicas(
     shares = [served(replica) - count for replica, count in zip(replicas, before, strict=True)]
     assert sum(shares) == REQUESTS
     mean = REQUESTS / REPLICAS
+    # The figures, for `pytest -s` (docs/load-balancing.md quotes a run).
+    print(f"\n{REQUESTS} requests through nginx: per replica {shares} (mean {mean:.1f})")
     for share in shares:
         assert abs(share - mean) <= SHARE_TOLERANCE * mean, f"shares {shares}"
 
@@ -197,6 +199,10 @@ def test_a_replica_killed_mid_load_fails_no_client_request(
     # Some requests went to the dead replica first and were re-sent: the retry
     # of POST /predict, not luck, is why no client saw a failure.
     retried = [entry for entry in entries if len(upstreams_tried(entry)) > 1]
+    print(
+        f"\n{KILL_PHASE_REQUESTS} requests, SIGKILL to one replica after {KILL_AFTER} answers: "
+        f"0 failed, {len(retried)} re-sent to a survivor, survivors took {taken}"
+    )
     assert retried, "no request was retried: the kill did not happen mid-load"
     for entry in retried:
         tried = upstreams_tried(entry)
