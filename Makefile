@@ -27,8 +27,9 @@ help:
 	@echo "make lock     rewrite the requirement files and the gateway image's lock from pyproject.toml"
 	@echo "make clean    remove the virtual environment and caches"
 
-# The extras of pyproject.toml. The project's code runs from the checkout, so installing
-# it adds only their dependencies; -e because a plain install would leave a build/ here.
+# The extras of pyproject.toml, and the console script mlpipe. The project's code runs from
+# the checkout; -e because a plain install would leave a build/ here (and would copy
+# gateway/ without its subpackages).
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -e ".[export,embedded,dev]"
