@@ -30,7 +30,7 @@ logger = logging.getLogger("gateway.access")
 CLIENT_CLOSED_STATUS = 499  # nginx's "client closed request", as the problem uses
 MAX_PATH_CHARS = 256
 # What the route handler may record in `request.state.access_log`, and nothing else.
-ROUTE_FIELDS = ("model", "version", "label", "stages_ms")
+ROUTE_FIELDS = ("model", "version", "label", "stages_ms", "images", "failed_images")
 
 
 class AccessLog:

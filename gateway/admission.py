@@ -20,6 +20,12 @@ from gateway.problems import problem_response
 OPEN_PATHS = frozenset({paths.INDEX, paths.HEALTH, paths.HEALTH_LIVE, paths.HEALTH_READY})
 
 
+def is_open(path: str) -> bool:
+    """Whether `path` needs no key: OPEN_PATHS, and the demo page with its assets, which
+    hold no data (the page's calls to /predict carry the user's key)."""
+    return path in OPEN_PATHS or paths.is_demo_page(path)
+
+
 class ApiKeyAuth:
     """401 unless the request carries one of the keys (X-API-Key or Authorization: Bearer)."""
 
@@ -28,7 +34,7 @@ class ApiKeyAuth:
         self._keys = [key.encode() for key in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._presented_ok(scope):
+        if scope["type"] != "http" or is_open(scope["path"]) or self._presented_ok(scope):
             await self.app(scope, receive, send)
             return
         response = problem_response(

@@ -22,6 +22,7 @@ from gateway.accounting import PredictAccounting
 from gateway.admin_routes import router as admin_router
 from gateway.admission import ApiKeyAuth, InFlightLimit
 from gateway.backend import Backend
+from gateway.batch_route import router as batch_router
 from gateway.decode_budget import MIB, DecodeBudget
 from gateway.fleet import Fleet
 from gateway.golden_check import GoldenChecker, golden_results
@@ -34,8 +35,10 @@ from gateway.observability import install_observability
 from gateway.predict_route import router as predict_router
 from gateway.problems import install_problem_handlers
 from gateway.routes import router
+from gateway.security_headers import SecurityHeaders
 from gateway.settings import Settings
 from gateway.traffic import Traffic
+from gateway.ui_route import router as ui_router
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor
@@ -93,21 +96,26 @@ def create_app(
         version=__version__,
         description="Image classification in front of TensorFlow Serving (or in-process).",
         docs_url=paths.DOCS,
+        swagger_ui_oauth2_redirect_url=paths.DOCS_OAUTH2_REDIRECT,
+        redoc_url=paths.REDOC,
         lifespan=lifespan,
     )
     install_problem_handlers(app, settings.max_upload_bytes)
     app.include_router(router)
     app.include_router(predict_router)
+    app.include_router(batch_router)
     app.include_router(admin_router)
+    app.include_router(ui_router)
     # Each add_middleware wraps the previous ones, so the last added runs first:
-    # request id -> access log -> (trace span) -> accounting -> CORS -> API keys ->
-    # in-flight cap -> upload guard -> routes.
+    # request id -> access log -> (trace span) -> security headers -> accounting -> CORS ->
+    # API keys -> in-flight cap -> upload guard -> routes.
     app.add_middleware(
         UploadGuard,
         max_upload_bytes=settings.max_upload_bytes,
         timeout_seconds=settings.request_timeout_seconds,
         min_bytes_per_second=settings.min_upload_bytes_per_second,
         grace_seconds=settings.upload_grace_seconds,
+        max_batch_bytes=settings.batch_bytes_limit(),
     )
     app.add_middleware(InFlightLimit, limit=settings.max_in_flight)
     keys = settings.accepted_api_keys()
@@ -128,6 +136,8 @@ def create_app(
             expose_headers=["X-Request-ID"],
         )
     app.add_middleware(PredictAccounting)
+    # Outside everything that can answer (401, 413, 503, routes), so every answer has them.
+    app.add_middleware(SecurityHeaders)
     # Outermost: every answer carries its request id, and every request has its line.
     install_observability(app, settings, span_processor)
     return app

@@ -40,6 +40,11 @@ from gateway.errors import BackendError, BackendUnavailable, GatewayError
 
 logger = logging.getLogger(__name__)
 
+# The most images one call may carry for a batch request: TF Serving refuses a
+# request over its max_batch_size (32 in deploy/tfserving/batching.pbtxt) with
+# 400, so MAX_BATCH_FILES stops at the same number.
+TOGETHER_CEILING = 32
+
 
 @dataclass(frozen=True)
 class TimedPrediction:
@@ -57,6 +62,9 @@ class _Waiting:
     answer: "asyncio.Future[TimedPrediction]"
     request_id: str | None
     trace: tracing.TraceContext
+    # Images of one POST /predict/batch queued together: the first carries how
+    # many follow it, so the call that takes it is allowed to take them all.
+    together: int = 1
     enqueued: float = field(default_factory=time.perf_counter)
     enqueued_ns: int = field(default_factory=time.time_ns)  # wall clock, for the spans
 
@@ -112,6 +120,27 @@ class Batcher:
         self._queue.put_nowait(waiting)
         return await answer
 
+    async def predict_together(
+        self, images: list[np.ndarray]
+    ) -> list[TimedPrediction | BaseException]:
+        """Scores for several images of one request, in order, each its own answer or error.
+
+        They join the queue at once, with no await between them, so the worker that
+        takes the first takes the rest into the same model call, even past
+        BATCH_MAX_SIZE: the request asked for them together.
+        """
+        if self._closed:
+            raise _shutting_down()
+        loop = asyncio.get_running_loop()
+        ids, trace = request_id.current(), tracing.current_context()
+        waiting = [
+            _Waiting(image, loop.create_future(), ids, trace, len(images) if n == 0 else 1)
+            for n, image in enumerate(images)
+        ]
+        for entry in waiting:
+            self._queue.put_nowait(entry)
+        return await asyncio.gather(*(entry.answer for entry in waiting), return_exceptions=True)
+
     async def _work(self) -> None:
         while True:
             batch: list[_Waiting] = []
@@ -131,18 +160,27 @@ class Batcher:
     async def _collect(self, batch: list[_Waiting]) -> None:
         """Fill `batch` in place, so a worker cancelled mid-collection still knows its callers."""
         batch.append(await self._queue.get())
+        limit = self._limit_with(batch[0].together, self._max_size)
         deadline = time.monotonic() + self._timeout_s
-        while len(batch) < self._max_size:
+        while len(batch) < limit:
             if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+                waiting = self._queue.get_nowait()
+                batch.append(waiting)
+                limit = self._limit_with(len(batch) - 1 + waiting.together, limit)
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                waiting = await asyncio.wait_for(self._queue.get(), remaining)
             except TimeoutError:
                 break
+            batch.append(waiting)
+            limit = self._limit_with(len(batch) - 1 + waiting.together, limit)
+
+    def _limit_with(self, wanted: int, limit: int) -> int:
+        """The call's image limit once a request's images, needing `wanted`, joined it."""
+        return max(limit, min(wanted, max(self._max_size, TOGETHER_CEILING)))
 
     async def _run(self, batch: list[_Waiting]) -> None:
         # One call may answer several requests: TF Serving is told every id it carries,

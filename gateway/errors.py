@@ -55,6 +55,18 @@ class PayloadTooLarge(GatewayError):
         """The one wording of the 413, whichever check noticed: the stream or the form."""
         return cls(f"The upload is larger than the {limit_bytes:,}-byte limit (MAX_UPLOAD_BYTES).")
 
+    @classmethod
+    def over_batch(cls, limit_bytes: int) -> "PayloadTooLarge":
+        """The 413 of a POST /predict/batch, whose files share one limit."""
+        return cls(
+            f"The batch's files are larger than the {limit_bytes:,}-byte limit "
+            "for all of them together (MAX_BATCH_BYTES)."
+        )
+
+
+class TooManyFiles(GatewayError):
+    status, code, title = 413, "too_many_files", "Too many files"
+
 
 class BadRequest(GatewayError):
     status, code, title = 400, "bad_request", "Bad request"

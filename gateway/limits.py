@@ -15,6 +15,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import paths
 from gateway.errors import GatewayError, PayloadTooLarge, UploadTimeout
 from gateway.problems import problem_response
 from gateway.upload_rate import RecentRate
@@ -39,10 +40,13 @@ class UploadGuard:
         timeout_seconds: float,
         min_bytes_per_second: int = 0,
         grace_seconds: float = 2.0,
+        max_batch_bytes: int | None = None,
     ):
         self.app = app
         self.max_upload_bytes = max_upload_bytes
+        self.max_batch_bytes = max_batch_bytes or max_upload_bytes
         self.max_body_bytes = max_upload_bytes + FORM_OVERHEAD_BYTES
+        self.max_batch_body_bytes = self.max_batch_bytes + FORM_OVERHEAD_BYTES
         self.timeout_seconds = timeout_seconds
         self.min_bytes_per_second = min_bytes_per_second
         self.grace_seconds = grace_seconds
@@ -51,9 +55,11 @@ class UploadGuard:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
+        batch = scope["path"] == paths.PREDICT_BATCH
+        max_body_bytes = self.max_batch_body_bytes if batch else self.max_body_bytes
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            await self._answer(self._too_large(), scope, receive, send)
+        if declared is not None and declared > max_body_bytes:
+            await self._answer(self._too_large(batch), scope, receive, send)
             return
 
         started = time.monotonic()
@@ -82,8 +88,8 @@ class UploadGuard:
                 rate.add(time.monotonic(), chunk)
                 received += chunk
                 body_done = not message.get("more_body", False)
-                if received > self.max_body_bytes:
-                    refused = self._too_large()
+                if received > max_body_bytes:
+                    refused = self._too_large(batch)
                     raise _Refused(refused)
             return message
 
@@ -115,7 +121,9 @@ class UploadGuard:
             "(MIN_UPLOAD_BYTES_PER_SECOND)."
         )
 
-    def _too_large(self) -> PayloadTooLarge:
+    def _too_large(self, batch: bool) -> PayloadTooLarge:
+        if batch:
+            return PayloadTooLarge.over_batch(self.max_batch_bytes)
         return PayloadTooLarge.over(self.max_upload_bytes)
 
     @staticmethod

@@ -14,8 +14,20 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 PREDICT_REQUESTS = Counter(
     "gateway_predict_requests",
-    "POST /predict requests by outcome: success or the error code returned",
+    "POST /predict and /predict/batch requests by outcome: success or the error code returned",
     ["outcome"],
+)
+# A batch is one request above; each of its images is counted here, by its own outcome.
+BATCH_IMAGES = Counter(
+    "gateway_batch_images",
+    "Images in POST /predict/batch requests by outcome: success or the image's error code",
+    ["outcome"],
+)
+# How a POST /predict carried its image: a multipart form or the raw body.
+UPLOAD_ENCODINGS = Counter(
+    "gateway_upload_encodings",
+    "POST /predict uploads by how the image was sent: multipart or raw",
+    ["encoding"],
 )
 DECODE_SECONDS = Histogram(
     "gateway_decode_seconds",

@@ -15,7 +15,7 @@ import numpy as np
 
 from gateway import metrics, tracing
 from gateway.backend import Backend
-from gateway.batching import Batcher
+from gateway.batching import Batcher, TimedPrediction
 from gateway.deadlines import current_deadline
 from gateway.decode_budget import MIB, DecodeBudget, DecodeCost, return_freed_memory
 from gateway.errors import DeadlineExceeded, DecodeBudgetExhausted, DecodeTooLarge
@@ -79,10 +79,57 @@ class Classifier:
         decoded = time.perf_counter()
         # The batcher records the queue and model spans: its worker knows when each began.
         answer = await self._batcher.predict_timed(prepared.pixels)
-        inferred = time.perf_counter()
-        metrics.DECODE_SECONDS.observe(decoded - started)
-        metrics.INFERENCE_SECONDS.observe(inferred - decoded)
+        return self._ranked(prepared, answer, top_k, decoded - started, decoded)
 
+    async def classify_many(
+        self, uploads: list[bytes], top_k: int, deadline: float | None = None
+    ) -> list[Classification | BaseException]:
+        """Classify several uploads of one request: decoded side by side, then one model call.
+
+        Each gets its own answer or its own error, in order; one bad image costs
+        the others nothing.
+        """
+        if deadline is None:
+            deadline = current_deadline()
+        signature = await self._backend.signature()
+
+        async def timed_prepare(data: bytes) -> tuple[PreparedImage, float]:
+            started = time.perf_counter()
+            prepared = await self._prepare(data, signature.image_size, deadline)
+            return prepared, time.perf_counter() - started
+
+        with tracing.stage("decode"):
+            decoded = await asyncio.gather(
+                *(timed_prepare(data) for data in uploads), return_exceptions=True
+            )
+        sent = time.perf_counter()
+        ready = [item for item in decoded if not isinstance(item, BaseException)]
+        answers = iter(await self._batcher.predict_together([item[0].pixels for item in ready]))
+        results: list[Classification | BaseException] = []
+        for item in decoded:
+            if isinstance(item, BaseException):
+                results.append(item)
+                continue
+            answer = next(answers)
+            if isinstance(answer, BaseException):
+                results.append(answer)
+                continue
+            prepared, decode_seconds = item
+            results.append(self._ranked(prepared, answer, top_k, decode_seconds, sent))
+        return results
+
+    def _ranked(
+        self,
+        prepared: PreparedImage,
+        answer: TimedPrediction,
+        top_k: int,
+        decode_seconds: float,
+        sent: float,
+    ) -> Classification:
+        """Label and rank the model's answer; time each stage into the metrics."""
+        inferred = time.perf_counter()
+        metrics.DECODE_SECONDS.observe(decode_seconds)
+        metrics.INFERENCE_SECONDS.observe(inferred - sent)
         with tracing.stage("ranking"):
             assets = load_assets(
                 self._settings.model_dir, answer.version, answer.probabilities.size
@@ -90,7 +137,7 @@ class Classifier:
             predictions = rank_top_k(answer.probabilities, top_k, assets.labels)
         ranked = time.perf_counter()
         stages = self._stage_seconds
-        stages["decode"].observe(decoded - started)
+        stages["decode"].observe(decode_seconds)
         stages["queue"].observe(answer.queue_seconds)
         stages["model"].observe(answer.model_seconds)
         stages["ranking"].observe(ranked - inferred)
@@ -100,8 +147,8 @@ class Classifier:
             image_format=prepared.format,
             version=answer.version,
             assets=assets,
-            preprocess_ms=(decoded - started) * 1000.0,
-            inference_ms=(inferred - decoded) * 1000.0,
+            preprocess_ms=decode_seconds * 1000.0,
+            inference_ms=(inferred - sent) * 1000.0,
             queue_ms=answer.queue_seconds * 1000.0,
             model_ms=answer.model_seconds * 1000.0,
             ranking_ms=(ranked - inferred) * 1000.0,

@@ -8,30 +8,32 @@ how the target was chosen.
 """
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Request, UploadFile
 from starlette.responses import Response
 
 from gateway import metrics, paths, tracing
 from gateway.deadlines import current_deadline, request_timeout, run_bounded
 from gateway.dependencies import FleetDep, SettingsDep, TrafficDep
-from gateway.errors import InvalidRequest, PayloadTooLarge
+from gateway.errors import MissingFile, PayloadTooLarge
 from gateway.fleet import Fleet
 from gateway.lanes import Lane
 from gateway.pipeline import Classification
+from gateway.prediction_body import prediction_body
+from gateway.prediction_query import PredictionQuery
 from gateway.problems import documented
+from gateway.raw_upload import is_raw_upload, raw_filename, read_raw_body
+from gateway.request_bodies import PREDICT_BODY
 from gateway.responses import json_response
 from gateway.target import Target
 from gateway.traffic import Routed, Traffic
 
-MAX_TOP_K = 1001
-INT64_MAX = 2**63 - 1
-# Model names and version labels a request may give: what a folder name or a
-# TF Serving label can safely be, and nothing that needs escaping in a URL.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-# The sentence the original API sent; its clients match on it.
-PREDICT_NOTE = "Class IDs correspond to ImageNet labels. Top prediction is first."
+MISSING_IMAGE = (
+    "Send the image as multipart/form-data in a field named 'file' "
+    f"(curl -F file=@cat.jpg http://localhost:8000{paths.PREDICT}), or as the whole body "
+    "with its Content-Type (curl --data-binary @cat.jpg -H 'Content-Type: image/jpeg' ...)."
+)
 
 router = APIRouter()
 
@@ -39,81 +41,57 @@ router = APIRouter()
 @router.post(
     paths.PREDICT,
     summary="Classify one image",
+    description=(
+        "The image comes as a multipart form field `file` (the original API), or as the "
+        "whole body with an image Content-Type or application/octet-stream (no form to "
+        "parse; the name may come in a Content-Disposition header)."
+    ),
     responses=documented(400, 401, 404, 408, 413, 415, 422, 502, 503, 504),
+    openapi_extra=PREDICT_BODY,
 )
 async def predict(
     request: Request,
-    file: Annotated[
-        UploadFile,
-        # Documentation only: the gateway checks the bytes itself (400 empty_file).
-        File(
-            description="The image: JPEG, PNG, GIF, BMP, WebP or TIFF",
-            json_schema_extra={"minLength": 1},
-        ),
-    ],
     settings: SettingsDep,
     fleet: FleetDep,
     traffic: TrafficDep,
-    top_k: Annotated[int | None, Query(ge=1, le=MAX_TOP_K)] = None,
-    model: Annotated[
-        str | None, Query(pattern=NAME_PATTERN, description="default: MODEL_NAME")
-    ] = None,
-    version: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
-    label: Annotated[
-        str | None, Query(pattern=NAME_PATTERN, description="a version label: stable, canary")
-    ] = None,
+    query: Annotated[PredictionQuery, Depends()],
+    # Optional here so a raw body reaches the handler; a request with neither is
+    # answered 422 missing_file below, as FastAPI answered before.
+    file: Annotated[UploadFile | None, File(include_in_schema=False)] = None,
 ) -> Response:
     started = time.perf_counter()
-    if version is not None and label is not None:
-        raise InvalidRequest("Give ?version= or ?label=, not both.")
-    requested = Target(model or settings.model_name, version, label)
+    requested = query.target(settings.model_name)
     routed = traffic.route(requested, request.headers, fleet.models, fleet.pinned_model)
     with tracing.stage("upload"):
-        data = await file.read(settings.max_upload_bytes + 1)
+        filename, data = await _read_image(request, file, settings.max_upload_bytes)
     uploaded = time.perf_counter()
-    if len(data) > settings.max_upload_bytes:
-        raise PayloadTooLarge.over(settings.max_upload_bytes)
     timeout = request_timeout(request.headers, settings.request_timeout_seconds)
-    top = top_k or settings.default_top_k
+    top = query.top_k or settings.default_top_k
     lane, routed, result = await run_bounded(
         _classify(fleet, traffic, routed, data, top), request.receive, timeout
     )
-    target = routed.target
     low_confidence = traffic.record(fleet, routed, result, data)
-    width, height = result.original_size
-    body: dict[str, Any] = {
-        "success": True,
-        "filename": file.filename,
-        "original_size": f"{width}x{height}",
-        "original_width": width,
-        "original_height": height,
-        "format": result.image_format,
-        "predictions": result.predictions,
-        "inference_time_ms": round(result.inference_ms, 2),
-        "preprocess_time_ms": round(result.preprocess_ms, 2),
-        "total_time_ms": round((time.perf_counter() - started) * 1000.0, 2),
-        "model": {
-            "name": target.model,
-            "version": str(result.version),
-            "backend": lane.backend.name,
-            "weights": result.assets.weights,
-            "weights_source": result.assets.export_info.source,
-        },
-        "note": PREDICT_NOTE,
-        "low_confidence": low_confidence,
-        "routing": routed.report(),
-    }
-    if target.label is not None:
-        body["model"]["label"] = target.label
-    if result.assets.warning:
-        body["warning"] = result.assets.warning
-    if result.assets.labels_warning:
-        body["labels_warning"] = result.assets.labels_warning
-    if result.assets.problems:
-        body["model_files"] = result.assets.report()
+    upload_ms = (uploaded - started) * 1000.0
+    body = prediction_body(filename, result, lane, routed, low_confidence, started, upload_ms)
     total = time.perf_counter() - started
-    _record_stages(request, target, result, uploaded - started, total)
+    _record_stages(request, routed.target, result, uploaded - started, total)
     return json_response(body, headers={"X-Model-Version": str(result.version)})
+
+
+async def _read_image(
+    request: Request, file: UploadFile | None, max_bytes: int
+) -> tuple[str, bytes]:
+    """The upload's name and bytes, from the form's `file` or from a raw body."""
+    if file is not None:
+        metrics.UPLOAD_ENCODINGS.labels("multipart").inc()
+        data = await file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise PayloadTooLarge.over(max_bytes)
+        return file.filename or "", data
+    if not is_raw_upload(request):
+        raise MissingFile(MISSING_IMAGE)
+    metrics.UPLOAD_ENCODINGS.labels("raw").inc()
+    return raw_filename(request), await read_raw_body(request, max_bytes)
 
 
 def _record_stages(

@@ -73,14 +73,7 @@ class _ProblemResponse(Response):
     media_type = PROBLEM_MEDIA_TYPE
 
     def __init__(self, error: GatewayError, headers: Mapping[str, str] | None = None) -> None:
-        body: dict[str, Any] = {
-            "type": f"urn:ml-inference-pipeline:problem:{error.code}",
-            "title": error.title,
-            "status": error.status,
-            "detail": error.detail,
-            "code": error.code,
-            "success": False,
-        }
+        body = problem_document(error)
         all_headers = dict(headers or {})
         if error.retry_after_seconds is not None:
             all_headers["Retry-After"] = str(error.retry_after_seconds)
@@ -93,6 +86,18 @@ class _ProblemResponse(Response):
         if known := request_id.of_scope(scope):
             self.headers[request_id.HEADER] = known
         await super().__call__(scope, receive, send)
+
+
+def problem_document(error: GatewayError) -> dict[str, Any]:
+    """The problem document's fields, also each failed image's entry in a batch's answer."""
+    return {
+        "type": f"urn:ml-inference-pipeline:problem:{error.code}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+        "success": False,
+    }
 
 
 def problem_response(error: GatewayError, headers: Mapping[str, str] | None = None) -> Response:

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from gateway import __version__, metrics, paths
 from gateway.backend import Backend, ModelStatus
@@ -19,10 +19,11 @@ from gateway.golden_check import golden_results
 from gateway.image_formats import accepted_format_names
 from gateway.model_assets import ModelAssets, load_assets
 from gateway.models_document import models_document, signature_summary
-from gateway.predict_route import MAX_TOP_K
+from gateway.prediction_query import MAX_TOP_K
 from gateway.problems import documented
 from gateway.responses import json_response
 from gateway.settings import Settings
+from gateway.ui_route import prefers_html
 
 # The names and sentences the original API sent; its clients match on them.
 SERVICE_NAME = "ml-inference-gateway"
@@ -36,8 +37,11 @@ ENDPOINTS = {
     f"GET {paths.HEALTH_READY}": f"same as {paths.HEALTH}",
     f"GET {paths.HEALTH_LIVE}": "liveness: 200 while the process serves; never asks the model",
     f"POST {paths.PREDICT}": (
-        f"multipart field 'file' = an image; optional ?top_k=1..{MAX_TOP_K}, "
-        "?model=NAME, and ?version=N or ?label=NAME"
+        f"multipart field 'file' = an image (or the image as the body, Content-Type image/*); "
+        f"optional ?top_k=1..{MAX_TOP_K}, ?model=NAME, and ?version=N or ?label=NAME"
+    ),
+    f"POST {paths.PREDICT_BATCH}": (
+        "several multipart fields 'file', one result per file in order; the same query"
     ),
     f"GET {paths.MODELS}": "every model served, its versions, their states, labels and signatures",
     f"GET {paths.METRICS}": "request counters and latencies as JSON",
@@ -45,13 +49,25 @@ ENDPOINTS = {
     f"GET {paths.MODEL}": "the served model version, its signature and provenance",
     f"GET|PUT {paths.ADMIN_ROUTING}": "the canary split and shadow routing (API keys required)",
     f"GET {paths.DOCS}": "OpenAPI UI",
+    f"GET {paths.UI}": "demo page: pick photos in a browser and see their top-5 (GET / from a "
+    "browser redirects there)",
 }
 
 router = APIRouter()
 
 
-@router.get(paths.INDEX, summary="What this service is and how to use it")
-async def index(settings: SettingsDep, backend: BackendDep) -> Response:
+# GET / answers by the Accept header: caches must keep the two answers apart.
+_VARY = {"Vary": "Accept"}
+
+
+@router.get(
+    paths.INDEX,
+    summary="What this service is and how to use it",
+    responses={307: {"description": f"A browser (Accept prefers text/html): see {paths.UI}"}},
+)
+async def index(request: Request, settings: SettingsDep, backend: BackendDep) -> Response:
+    if prefers_html(request.headers.get("accept", "")):
+        return RedirectResponse(paths.UI, status_code=307, headers=_VARY)
     return json_response(
         {
             "service": SERVICE_NAME,
@@ -66,8 +82,11 @@ async def index(settings: SettingsDep, backend: BackendDep) -> Response:
                 "max_image_pixels": settings.max_image_pixels,
                 "default_top_k": settings.default_top_k,
                 "max_top_k": MAX_TOP_K,
+                "max_batch_files": settings.max_batch_files,
+                "max_batch_bytes": settings.batch_bytes_limit(),
             },
-        }
+        },
+        headers=_VARY,
     )
 
 

@@ -61,7 +61,7 @@ def test_the_settings_table_lists_every_setting_and_nothing_else() -> None:
 
 def test_every_path_the_gateway_answers_on_is_in_the_api_section() -> None:
     api = section(README.read_text(encoding="utf-8"), "## API")
-    served = [value for name, value in vars(paths).items() if name.isupper()]
+    served = [v for name, v in vars(paths).items() if name.isupper() and isinstance(v, str)]
     assert "/models" in served
     assert "/admin/routing" in served
     missing = [

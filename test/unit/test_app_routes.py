@@ -42,6 +42,8 @@ async def test_index_lists_endpoints_formats_and_limits(client: httpx.AsyncClien
         "max_image_pixels": 40_000_000,
         "default_top_k": 5,
         "max_top_k": 1001,
+        "max_batch_files": 16,
+        "max_batch_bytes": 10 * 1024 * 1024,  # MAX_UPLOAD_BYTES when not set
     }
     assert body["service"] == "ml-inference-gateway"
     assert body["version"] == __version__
@@ -51,7 +53,12 @@ async def test_index_lists_endpoints_formats_and_limits(client: httpx.AsyncClien
 
 async def test_index_reports_the_configured_limits(tmp_path: Path) -> None:
     settings = fake_settings(
-        write_model_files(tmp_path), max_upload_bytes=1234, max_image_pixels=5678, default_top_k=3
+        write_model_files(tmp_path),
+        max_upload_bytes=1234,
+        max_image_pixels=5678,
+        default_top_k=3,
+        max_batch_files=4,
+        max_batch_bytes=99_999,
     )
     async with in_process(settings, FakeBackend()) as client:
         limits = (await client.get("/")).json()["limits"]
@@ -60,6 +67,8 @@ async def test_index_reports_the_configured_limits(tmp_path: Path) -> None:
         "max_image_pixels": 5678,
         "default_top_k": 3,
         "max_top_k": 1001,
+        "max_batch_files": 4,
+        "max_batch_bytes": 99_999,
     }
 
 

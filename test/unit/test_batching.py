@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from gateway.backend import BatchPrediction, ModelSignature, ModelStatus
-from gateway.batching import Batcher, TimedPrediction
+from gateway.batching import TOGETHER_CEILING, Batcher, TimedPrediction
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError
 
 # Long enough for a loaded two-core machine, short enough that a hang is obvious.
@@ -337,3 +337,39 @@ def test_one_model_call_is_one_batch_size_and_each_image_one_queue_wait() -> Non
     assert waits - before["gateway_queue_wait_seconds_count"] == 3
     # One call answered all three: they share its duration.
     assert len({result.model_seconds for result in results}) == 1
+
+
+def test_one_requests_images_go_together_past_max_size_but_never_past_the_ceiling() -> None:
+    backend = CountingBackend()
+
+    async def body(batcher: Batcher) -> list[list[Any]]:
+        # A lone request first, so the worker is busy while the others queue up.
+        lone = asyncio.ensure_future(batcher.predict_one(image(100)))
+        await asyncio.sleep(0)
+        groups = await asyncio.gather(
+            batcher.predict_together([image(n) for n in range(6)]),
+            batcher.predict_together([image(n) for n in range(TOGETHER_CEILING + 5)]),
+        )
+        await lone
+        return list(groups)
+
+    six, many = asyncio.run(with_batcher(backend, 2, 0.0, body))
+    assert [int(answer.probabilities[0]) for answer in six] == list(range(6))
+    assert [int(answer.probabilities[0]) for answer in many] == list(range(TOGETHER_CEILING + 5))
+    assert backend.batch_sizes[0] == 1
+    # BATCH_MAX_SIZE is 2, yet six images of one request are one call; none carries more
+    # than TF Serving's max_batch_size.
+    assert 6 in backend.batch_sizes
+    assert max(backend.batch_sizes) == TOGETHER_CEILING
+    assert sum(backend.batch_sizes) == 1 + 6 + TOGETHER_CEILING + 5
+
+
+def test_a_failed_call_fails_each_image_of_the_group_on_its_own() -> None:
+    backend = CountingBackend(fail=BackendUnavailable("down"))
+
+    async def body(batcher: Batcher) -> list[Any]:
+        return await batcher.predict_together([image(1), image(2)])
+
+    answers = asyncio.run(with_batcher(backend, 4, 0.0, body))
+    assert [type(answer) for answer in answers] == [BackendUnavailable, BackendUnavailable]
+    assert answers[0] is not answers[1]  # each caller its own copy

@@ -1,0 +1,45 @@
+"""The query both prediction endpoints take: how many classes, and which model version answers.
+
+`POST /predict` and `POST /predict/batch` read the same parameters with the same
+bounds, declared once here as a FastAPI dependency, so the API document and the
+validation of the two cannot drift apart.
+"""
+
+from typing import Annotated
+
+from fastapi import Query
+
+from gateway.errors import InvalidRequest
+from gateway.target import Target
+
+MAX_TOP_K = 1001
+INT64_MAX = 2**63 - 1
+# Model names and version labels a request may give: what a folder name or a
+# TF Serving label can safely be, and nothing that needs escaping in a URL.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+class PredictionQuery:
+    """`?top_k=`, `?model=`, and `?version=` or `?label=` (not both)."""
+
+    def __init__(
+        self,
+        top_k: Annotated[int | None, Query(ge=1, le=MAX_TOP_K)] = None,
+        model: Annotated[
+            str | None, Query(pattern=NAME_PATTERN, description="default: MODEL_NAME")
+        ] = None,
+        version: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
+        label: Annotated[
+            str | None, Query(pattern=NAME_PATTERN, description="a version label: stable, canary")
+        ] = None,
+    ) -> None:
+        self.top_k = top_k
+        self.model = model
+        self.version = version
+        self.label = label
+
+    def target(self, default_model: str) -> Target:
+        """What the request named, the default model filling in for a missing `?model=`."""
+        if self.version is not None and self.label is not None:
+            raise InvalidRequest("Give ?version= or ?label=, not both.")
+        return Target(self.model or default_model, self.version, self.label)
