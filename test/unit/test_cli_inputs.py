@@ -1,0 +1,71 @@
+"""gateway/cli/inputs.py: files, folders and glob patterns become the files to send, or exit 2."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli.__main__ import main
+from gateway.cli.inputs import InputError, expand_inputs
+
+
+@pytest.fixture
+def album(tmp_path: Path) -> Path:
+    """photos/ with images at two depths, upper-case extensions and files that are not images."""
+    photos = tmp_path / "photos"
+    (photos / "2024" / "summer").mkdir(parents=True)
+    for name in ("b.jpg", "a.PNG", "notes.txt", "2024/c.webp", "2024/summer/d.TIFF", "2024/e.gif"):
+        (photos / name).write_bytes(b"x")
+    (photos / "2024" / "folder.jpg").mkdir()  # a folder named like an image is not a file
+    return photos
+
+
+def test_a_folder_gives_its_images_at_any_depth_sorted_and_nothing_else(album: Path) -> None:
+    assert [path.relative_to(album).as_posix() for path in expand_inputs([str(album)])] == [
+        "2024/c.webp",
+        "2024/e.gif",
+        "2024/summer/d.TIFF",
+        "a.PNG",
+        "b.jpg",
+    ]
+
+
+def test_a_file_is_taken_as_given_whatever_its_extension(album: Path) -> None:
+    notes = album / "notes.txt"
+    assert expand_inputs([str(notes), str(album / "b.jpg")]) == [notes, album / "b.jpg"]
+
+
+def test_a_quoted_glob_is_expanded_sorted_and_its_folders_are_walked(album: Path) -> None:
+    assert expand_inputs([f"{album}/*.jpg"]) == [album / "b.jpg"]
+    walked = expand_inputs([f"{album}/20*"])
+    assert [path.name for path in walked] == ["c.webp", "e.gif", "d.TIFF"]
+
+
+def test_inputs_keep_their_order_and_a_file_named_twice_is_sent_once(album: Path) -> None:
+    files = expand_inputs([str(album / "b.jpg"), str(album / "2024"), f"{album}/*.jpg"])
+    assert [path.name for path in files] == ["b.jpg", "c.webp", "e.gif", "d.TIFF"]
+
+
+def test_every_argument_that_matches_nothing_is_named(album: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.md").write_text("no images here")
+    with pytest.raises(InputError) as raised:
+        expand_inputs([str(album), str(tmp_path / "missing.jpg"), f"{album}/*.bmp", str(empty)])
+    assert raised.value.messages == [
+        f"{tmp_path / 'missing.jpg'}: no such file or folder",
+        f"{album}/*.bmp: the pattern matches no file",
+        f"{empty}: the folder holds no image (bmp gif jpeg jpg png tif tiff webp)",
+    ]
+
+
+def test_a_missing_input_exits_2_before_any_request(
+    album: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No transport given and no gateway listening: reaching the network would exit 1, not 2.
+    code = main(
+        ["predict", str(album / "b.jpg"), str(album / "nope.png"), "--url", "http://127.0.0.1:9"]
+    )
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err == f"mlpipe predict: error: {album / 'nope.png'}: no such file or folder\n"
