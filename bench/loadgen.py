@@ -39,23 +39,34 @@ class LoadResult:
 
 
 def multipart_request(
-    host: str, port: int, path: str, data: bytes, filename: str = "image.jpg"
+    host: str, port: int, path: str, data: bytes, filename: str = "image.jpg", copies: int = 1
 ) -> bytes:
-    """A complete keep-alive `POST path` with `data` as the multipart field `file`."""
+    """A complete keep-alive `POST path` with `data` as the multipart field `file`
+    (`copies` times over: several `file` fields, as POST /predict/batch takes them)."""
     boundary = uuid.uuid4().hex
-    body = b"".join(
+    part = b"".join(
         (
             f"--{boundary}\r\n".encode(),
             f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'.encode(),
             b"Content-Type: image/jpeg\r\n\r\n",
             data,
-            f"\r\n--{boundary}--\r\n".encode(),
+            b"\r\n",
         )
     )
+    body = part * copies + f"--{boundary}--\r\n".encode()
+    return _post(host, port, path, f"multipart/form-data; boundary={boundary}", body)
+
+
+def raw_request(host: str, port: int, path: str, data: bytes) -> bytes:
+    """A complete keep-alive `POST path` whose whole body is the image (no form)."""
+    return _post(host, port, path, "image/jpeg", data)
+
+
+def _post(host: str, port: int, path: str, content_type: str, body: bytes) -> bytes:
     head = (
         f"POST {path} HTTP/1.1\r\n"
         f"Host: {host}:{port}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n"
         "Connection: keep-alive\r\n\r\n"
     ).encode()
@@ -69,8 +80,12 @@ async def drive(
     concurrency: int,
     duration_s: float,
     max_requests: int,
+    images_per_request: int = 1,
 ) -> LoadResult:
-    """Send `request` over `concurrency` connections for `duration_s` (or `max_requests`)."""
+    """Send `request` over `concurrency` connections for `duration_s` (or `max_requests`).
+
+    Throughput counts images: `images_per_request` for each 200 (a batch request's files).
+    """
     connections = [await asyncio.open_connection(host, port) for _ in range(concurrency)]
     try:
         cpu_before = time.process_time()
@@ -83,7 +98,9 @@ async def drive(
             writer.close()
     ok = run.statuses.get(200, 0)
     failures = sum(run.statuses.values()) - ok
-    measurement = summarise(run.latencies_ms, items=ok, failures=failures, elapsed_s=elapsed)
+    measurement = summarise(
+        run.latencies_ms, items=ok * images_per_request, failures=failures, elapsed_s=elapsed
+    )
     return LoadResult(measurement, dict(sorted(run.statuses.items())), run.sample, cpu)
 
 

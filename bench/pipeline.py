@@ -26,6 +26,12 @@ from bench.watch import DISTURBED_CORES, Usage, Watch
 CONCURRENCIES = (1, 16)
 NAIVE_CONCURRENCY = 16
 NAIVE_IMAGE = "480x360"
+# Beside the multipart rows, on the 480x360 upload: the same image as a raw body
+# (what skipping the form saves), and POST /predict/batch with 8 files at c=2
+# (16 images in flight, as the c=16 rows) against 8 single requests.
+ENCODING_IMAGE = "480x360"
+BATCH_FILES = 8
+ENCODINGS = (("raw", 1), ("raw", 16), ("batch", 2))
 _MAX_REQUESTS_PER_S = 5_000
 
 
@@ -54,7 +60,9 @@ def run_pipeline(plan: Plan, uploads: dict[str, Upload], naive: bool, full: bool
         env = {**base, "INFERENCE_BACKEND": "embedded"}
         with _running(start_gateway("embedded", plan.logs, env)) as embedded:
             runtime = _describe(embedded).get("runtime", "?")
-            rows += _measure_all(plan, f"embedded ({runtime})", runtime, embedded, {}, uploads)
+            name = f"embedded ({runtime})"
+            rows += _measure_all(plan, name, runtime, embedded, {}, uploads)
+            rows += _measure_encodings(plan, name, runtime, embedded, {}, uploads[ENCODING_IMAGE])
     with _running(start_double(plan.model_dir, plan.logs)) as double:
         served = {"double": _pid(double)}
         transports = ["grpc", "rest"] if full else []
@@ -70,9 +78,11 @@ def run_pipeline(plan: Plan, uploads: dict[str, Upload], naive: bool, full: bool
                 "TF_SERVING_TRANSPORT": transport,
             }
             with _running(start_gateway(f"tfserving-{transport}", plan.logs, env)) as gateway:
-                rows += _measure_all(
-                    plan, f"tfserving {transport}", "tensorflow", gateway, served, uploads
-                )
+                name = f"tfserving {transport}"
+                rows += _measure_all(plan, name, "tensorflow", gateway, served, uploads)
+                if transport == "grpc":
+                    upload = uploads[ENCODING_IMAGE]
+                    rows += _measure_encodings(plan, name, "tensorflow", gateway, served, upload)
         if naive:
             with _running(start_naive(double, plan.model_dir, plan.logs)) as baseline:
                 rows.append(
@@ -104,6 +114,20 @@ def _measure_all(
     ]
 
 
+def _measure_encodings(
+    plan: Plan,
+    name: str,
+    runtime: str,
+    gateway: Process,
+    served: dict[str, int],
+    upload: Upload,
+) -> list[dict[str, Any]]:
+    return [
+        _measure(plan, name, runtime, gateway, served, upload, concurrency, encoding)
+        for encoding, concurrency in ENCODINGS
+    ]
+
+
 def _measure(
     plan: Plan,
     name: str,
@@ -112,22 +136,25 @@ def _measure(
     served: dict[str, int],
     upload: Upload,
     concurrency: int,
+    encoding: str = "multipart",
 ) -> dict[str, Any]:
     """One row: warm up, then measure `concurrency` connections sending `upload`.
 
+    `encoding`: multipart (POST /predict's form), raw (the image as the body) or
+    batch (POST /predict/batch with BATCH_FILES copies; throughput in images).
     The gateway's stage metrics are read between warm-up and measurement, so
     the stage means cover the measured requests only.
     """
     host, port = "127.0.0.1", int(gateway.url.rsplit(":", 1)[1])
-    request = loadgen.multipart_request(host, port, "/predict", upload.data)
+    request, images, image_label = _request(host, port, upload, encoding)
     budget = max(100, int(_MAX_REQUESTS_PER_S * plan.duration_s))
-    asyncio.run(loadgen.drive(host, port, request, concurrency, plan.warmup_s, budget))
+    asyncio.run(loadgen.drive(host, port, request, concurrency, plan.warmup_s, budget, images))
     attempts: list[tuple[loadgen.LoadResult, Usage, dict[str, float]]] = []
     while len(attempts) <= plan.retries:
         before = read_stage_totals(gateway.url)
         with Watch({"gateway": _pid(gateway), **served}, os.getpid()) as watch:
             result = asyncio.run(
-                loadgen.drive(host, port, request, concurrency, plan.duration_s, budget)
+                loadgen.drive(host, port, request, concurrency, plan.duration_s, budget, images)
             )
         attempts.append(
             (result, watch.usage, stage_means_ms(before, read_stage_totals(gateway.url)))
@@ -138,8 +165,10 @@ def _measure(
     return {
         "backend": name,
         "runtime": runtime,  # whose ceiling this row is compared with
-        "image": upload.name,
+        "image": image_label,
         "image_bytes": len(upload.data),
+        "encoding": encoding,
+        "images_per_request": images,
         "concurrency": concurrency,
         **result.measurement.to_json(),
         "statuses": {str(code): count for code, count in result.statuses.items()},
@@ -156,13 +185,31 @@ def _measure(
     }
 
 
+def _request(host: str, port: int, upload: Upload, encoding: str) -> tuple[bytes, int, str]:
+    """The prebuilt request, the images each carries, and the row's image label."""
+    if encoding == "raw":
+        raw = loadgen.raw_request(host, port, "/predict", upload.data)
+        return raw, 1, f"{upload.name} raw body"
+    if encoding == "batch":
+        path, copies = "/predict/batch", BATCH_FILES
+        batch = loadgen.multipart_request(host, port, path, upload.data, copies=copies)
+        return batch, copies, f"{upload.name} batch of {copies}"
+    return loadgen.multipart_request(host, port, "/predict", upload.data), 1, upload.name
+
+
 def _looks_like_an_answer(body: bytes) -> bool:
-    """A 200 body carries five predictions (both gateways answer top-5 by default)."""
+    """A 200 body carries five predictions (every gateway answers top-5 by default); a
+    batch's, five for each of its files, none of them a failure (the naive gateway's
+    answer has no `success` field)."""
     try:
-        predictions = orjson.loads(body).get("predictions")
-    except (orjson.JSONDecodeError, AttributeError):
+        answer = orjson.loads(body)
+        answers = answer.get("results", [answer])
+        return bool(answers) and all(
+            item.get("success", True) is True and len(item.get("predictions", [])) == 5
+            for item in answers
+        )
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
         return False
-    return isinstance(predictions, list) and len(predictions) == 5
 
 
 def _describe(gateway: Process) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from bench.encodings import compare_encodings
+
 # Issue 3's goals; the benchmark reports them, it does not assert them.
 EMBEDDED_SHARE = 0.7
 NAIVE_FACTOR = 25.0
@@ -63,6 +65,7 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
             for runtime, summary in ceilings.items()
         },
         "naive_factor": naive_factor,
+        "encodings": compare_encodings(rows),
         "targets": _targets(rows, naive_factor, results.get("preprocess", [])),
     }
 

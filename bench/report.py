@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.encodings import render_encodings
 from bench.ratios import ceiling_summary
 from bench.watch import DISTURBED_CORES
 
@@ -15,6 +16,7 @@ def render(results: dict[str, Any], derived: dict[str, Any]) -> str:
     """The whole report as markdown."""
     parts = [_header(results), _main_table(results, derived)]
     parts += [_ceiling_table(results), _cost_table(results), _preprocess_table(results)]
+    parts += [render_encodings(derived.get("encodings", []))]
     parts += [_naive_section(results, derived), _targets(derived), _notes(results)]
     return "\n\n".join(part for part in parts if part) + "\n"
 
@@ -72,7 +74,7 @@ def _main_table(results: dict[str, Any], derived: dict[str, Any]) -> str:
             lines.append(_row(label, again[0], "img/s"))
     for row in results.get("pipeline", {}).get("rows", []):
         label = f"{row['backend']}, {row['image']}, c={row['concurrency']}"
-        lines.append(_row(label, row, "req/s"))
+        lines.append(_row(label, row, "img/s" if row.get("images_per_request", 1) > 1 else "req/s"))
     references = [
         f"{runtime} {reference['per_second']:.1f} img/s"
         + (

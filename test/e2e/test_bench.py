@@ -25,6 +25,12 @@ PIPELINE_ROWS = tuple(
     for image in ("480x360", "12 MP")
     for concurrency in (1, 16)
 )
+# Issue 13: the same 480x360 image as a raw body, and POST /predict/batch with 8 files.
+ENCODING_ROWS = tuple(
+    f"{backend}, 480x360 {encoding}"
+    for backend in ("embedded (tflite)", "tfserving grpc")
+    for encoding in ("raw body, c=1", "raw body, c=16", "batch of 8, c=2")
+)
 NAIVE_ROW = "naive, 480x360, c=16"
 
 
@@ -76,7 +82,7 @@ def leading_number(cell: str) -> float:
 @pytest.mark.slow
 def test_every_row_has_positive_throughput_and_latency(bench_run: tuple[str, Path]) -> None:
     rows = main_table(bench_run[0])
-    expected = (*CEILING_ROWS, *PIPELINE_ROWS, NAIVE_ROW)
+    expected = (*CEILING_ROWS, *PIPELINE_ROWS, *ENCODING_ROWS, NAIVE_ROW)
     for prefix in expected:
         # Ceiling labels end with the setting that won; pipeline labels are exact.
         found = [
@@ -96,7 +102,7 @@ def test_every_row_has_positive_throughput_and_latency(bench_run: tuple[str, Pat
 @pytest.mark.slow
 def test_pipeline_rows_carry_ratios_to_their_ceiling(bench_run: tuple[str, Path]) -> None:
     rows = main_table(bench_run[0])
-    for prefix in PIPELINE_ROWS:
+    for prefix in (*PIPELINE_ROWS, *ENCODING_ROWS):
         cells = rows[prefix]
         assert leading_number(cells[5]) > 0, f"{prefix}: no ratio to the ceiling"
         if prefix.endswith("c=1"):
@@ -119,7 +125,7 @@ def test_results_are_written_as_json(bench_run: tuple[str, Path]) -> None:
     (written,) = bench_run[1].glob("*.json")
     results = json.loads(written.read_text())
     rows = results["pipeline"]["rows"]
-    assert len(rows) == len(PIPELINE_ROWS) + 1
+    assert len(rows) == len(PIPELINE_ROWS) + len(ENCODING_ROWS) + 1
     assert all(row["statuses"] == {"200": row["calls"]} for row in rows)
     assert all(row["answer_checked"] for row in rows)
     assert results["derived"]["ceilings"].keys() == {"tensorflow", "tflite"}
@@ -130,3 +136,23 @@ def test_results_are_written_as_json(bench_run: tuple[str, Path]) -> None:
         assert reference["per_second"] == pytest.approx(
             (reference["before"] + reference["after"]) / 2
         )
+
+
+@pytest.mark.slow
+def test_raw_bodies_and_batches_are_compared_with_multipart(bench_run: tuple[str, Path]) -> None:
+    report, folder = bench_run
+    (written,) = folder.glob("*.json")
+    results = json.loads(written.read_text())
+    batches = [row for row in results["pipeline"]["rows"] if row.get("encoding") == "batch"]
+    assert batches
+    assert all(row["items"] == 8 * row["calls"] for row in batches)
+    comparisons = results["derived"]["encodings"]
+    assert [(entry["backend"], entry["what"]) for entry in comparisons] == [
+        tuple(row.split(", ", 1)) for row in ENCODING_ROWS
+    ]
+    for entry in comparisons:
+        assert entry["throughput_ratio"] > 0
+        assert entry["gateway_cpu_ms_per_image"] > 0
+        assert entry["event_loop_cpu_ms_per_image"] > 0
+    section = report.split("### Raw bodies and batches", 1)[1].split("\n\n")[1]
+    assert len(section.splitlines()) == 2 + len(ENCODING_ROWS)
