@@ -15,12 +15,15 @@ PORT ?= 8000
 .PHONY: help venv export run test test-fast test-stack lint bench bench-replicas lock protos clean demo-rollout
 
 help:
-	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none)"
+	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none);"
+	@echo "             the demo page is http://localhost:$(PORT)/ui"
+	@echo "make venv     the virtual environment with every extra and the mlpipe command"
 	@echo "make test     install, lint and run the test suite"
 	@echo "make test-fast  lint, then every test but the end-to-end ones (no gateway, double or export)"
 	@echo "make test-stack  the end-to-end suite test/stack: against STACK_GATEWAY_URL, or a stack it starts"
 	@echo "make protos   regenerate gateway/tfserving/protos/ from protos/*.proto"
-	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random|keras-weights)"
+	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random)"
+	@echo "make lint     ruff and mypy"
 	@echo "make bench    measure throughput and latency (see README)"
 	@echo "make bench-replicas  throughput through nginx with one, two and three gateway replicas"
 	@echo "make demo-rollout  canary split, shadow and a rollout under load against the TF Serving double"

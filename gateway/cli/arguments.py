@@ -52,10 +52,22 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def base_url(text: str) -> str:
+    """An argparse type: the gateway's base URL, http:// or https:// with a host."""
+    scheme, separator, rest = text.partition("://")
+    if not separator or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise argparse.ArgumentTypeError(
+            f"must start with http:// or https:// and name a host (got {text!r})"
+        )
+    return text.rstrip("/")
+
+
 def _shared_options() -> argparse.ArgumentParser:
     shared = argparse.ArgumentParser(add_help=False)
     shared.add_argument(
         "--url",
+        type=base_url,
+        # A string default goes through `type` too: a bad MLPIPE_URL is refused the same way.
         default=os.environ.get(URL_VARIABLE) or DEFAULT_URL,
         help=f"the gateway's base URL (default: ${URL_VARIABLE}, else {DEFAULT_URL})",
     )
@@ -75,7 +87,9 @@ def _shared_options() -> argparse.ArgumentParser:
         help=f"seconds to wait for each answer (default: {DEFAULT_TIMEOUT_SECONDS:g})",
     )
     shared.add_argument(
-        "--json", action="store_true", help="print JSON (JSON Lines for predict) on stdout"
+        "--json",
+        action="store_true",
+        help="print JSON on stdout (predict: JSON Lines, one object per image)",
     )
     return shared
 
@@ -133,12 +147,27 @@ def build_parser() -> argparse.ArgumentParser:
         ("health", "readiness: exit 0 only when the gateway answers healthy"),
         ("models", "every model served: versions, states, labels"),
     ):
-        commands.add_parser(name, parents=[shared], help=what, description=what, epilog=EPILOG)
+        commands.add_parser(
+            name,
+            parents=[shared],
+            help=what,
+            description=what,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    what = "the gateway's metrics: JSON (GET /metrics), or Prometheus' text page"
     metrics = commands.add_parser(
-        "metrics", parents=[shared], help="the gateway's metrics", epilog=EPILOG
+        "metrics",
+        parents=[shared],
+        help=what,
+        description=what,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     metrics.add_argument(
-        "--prometheus", action="store_true", help="the Prometheus text page instead of JSON"
+        "--prometheus",
+        action="store_true",
+        help="the Prometheus text page instead of JSON (printed as sent; --json does not apply)",
     )
     return parser
 

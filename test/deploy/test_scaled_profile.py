@@ -134,13 +134,14 @@ def test_nginx_limits_follow_the_gateway_settings(config: str) -> None:
     assert directives(config, "proxy_request_buffering") == ["on"]
 
 
-def test_only_predict_is_retried_as_a_post(config: str) -> None:
-    predict = re.search(r"location\s*=\s*/predict\s*\{([^}]*)\}", config)
-    assert predict
-    (retry,) = directives(predict.group(1), "proxy_next_upstream")
-    assert set(retry.split()) == {"error", "timeout", "http_503", "non_idempotent"}
+def test_only_the_prediction_endpoints_are_retried_as_a_post(config: str) -> None:
+    for path in ("/predict", "/predict/batch"):
+        found = re.search(rf"location\s*=\s*{re.escape(path)}\s*\{{([^}}]*)\}}", config)
+        assert found, path
+        (retry,) = directives(found.group(1), "proxy_next_upstream")
+        assert set(retry.split()) == {"error", "timeout", "http_503", "non_idempotent"}
     everywhere = directives(config, "proxy_next_upstream")
-    assert sum("non_idempotent" in line for line in everywhere) == 1
+    assert sum("non_idempotent" in line for line in everywhere) == 2
 
 
 def test_gateways_outlast_their_drain_before_compose_kills_them(

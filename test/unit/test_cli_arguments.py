@@ -59,3 +59,17 @@ def test_help_says_the_variable_keeps_the_key_out_of_history_and_ps(
     help_text = " ".join(capsys.readouterr().out.split())
     assert "MLPIPE_API_KEY" in help_text
     assert "out of shell history and out of `ps`" in help_text
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "ftp://host", "http://", "8000", "host/x"])
+def test_a_url_without_http_or_a_host_is_a_usage_error(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_arguments(["health", "--url", url])
+    assert stopped.value.code == 2
+    assert "must start with http:// or https://" in capsys.readouterr().err
+
+
+def test_a_url_keeps_its_path_without_the_trailing_slash() -> None:
+    assert parse_arguments(["health", "--url", "https://h:9/prefix/"]).url == "https://h:9/prefix"
