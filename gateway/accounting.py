@@ -52,5 +52,6 @@ def outcome_of(status: int, problem_code: str | None) -> str:
     if status == 0:
         return "no_response"
     if 200 <= status < 300:
-        return "success"
+        # A 200 that recorded a code is a batch with failed files (problems.py).
+        return problem_code or "success"
     return problem_code or f"http_{status}"

@@ -33,7 +33,7 @@ from gateway.lanes import Lane
 from gateway.pipeline import Classification
 from gateway.prediction_body import prediction_body
 from gateway.prediction_query import PredictionQuery
-from gateway.problems import documented, problem_document
+from gateway.problems import documented, problem_document, record_partial_outcome
 from gateway.request_bodies import BATCH_BODY
 from gateway.responses import json_response
 from gateway.settings import Settings
@@ -45,6 +45,11 @@ NO_FILES = (
     "Send the images as multipart/form-data, one field named 'file' each: curl "
     f"-F file=@a.jpg -F file=@b.jpg http://localhost:8000{paths.PREDICT_BATCH}"
 )
+
+# The outcomes a batch answered 200 is counted under when files failed
+# (gateway_predict_requests_total, /metrics, the access log).
+BATCH_PARTIAL = "batch_partial_failure"
+BATCH_FAILED = "batch_failed"
 
 router = APIRouter()
 
@@ -71,10 +76,11 @@ async def predict_batch(
     started = time.perf_counter()
     requested = query.target(settings.model_name)
     routed = traffic.route(requested, request.headers, fleet.models, fleet.pinned_model)
+    # Checked before the upload, so a bad X-Request-Timeout costs no body.
+    timeout = request_timeout(request.headers, settings.request_timeout_seconds)
     with tracing.stage("upload"):
         uploads = await _read_files(request, settings)
     upload_ms = (time.perf_counter() - started) * 1000.0
-    timeout = request_timeout(request.headers, settings.request_timeout_seconds)
     top = query.top_k or settings.default_top_k
     lane, routed, results = await run_bounded(
         _classify_all(fleet, traffic, routed, [upload.data for upload in uploads], top),
@@ -96,6 +102,10 @@ async def predict_batch(
     _note_for_access_log(request, routed, results, len(failed))
     if failed and len(failed) == len(errors) and all(e.status >= 500 for e in failed):
         raise failed[0]
+    if failed:
+        # Answered 200, yet not a success: counted (and logged) as what it was.
+        outcome = BATCH_FAILED if len(failed) == len(errors) else BATCH_PARTIAL
+        record_partial_outcome(request.scope, outcome)
     versions = {entry["model"]["version"] for entry in entries if entry["success"]}
     headers = {"X-Model-Version": versions.pop()} if len(versions) == 1 else None
     body = {

@@ -62,10 +62,11 @@ async def predict(
     started = time.perf_counter()
     requested = query.target(settings.model_name)
     routed = traffic.route(requested, request.headers, fleet.models, fleet.pinned_model)
+    # Checked before the upload, so a bad X-Request-Timeout costs no body.
+    timeout = request_timeout(request.headers, settings.request_timeout_seconds)
     with tracing.stage("upload"):
         filename, data = await _read_image(request, file, settings.max_upload_bytes)
     uploaded = time.perf_counter()
-    timeout = request_timeout(request.headers, settings.request_timeout_seconds)
     top = query.top_k or settings.default_top_k
     lane, routed, result = await run_bounded(
         _classify(fleet, traffic, routed, data, top), request.receive, timeout

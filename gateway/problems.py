@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway import paths, request_id
+from gateway import paths, request_id, security_headers
 from gateway.errors import (
     BadRequest,
     ClientClosedRequest,
@@ -105,6 +105,15 @@ def problem_response(error: GatewayError, headers: Mapping[str, str] | None = No
     return _ProblemResponse(error, headers)
 
 
+def record_partial_outcome(scope: Scope, code: str) -> None:
+    """Count a 200 that still failed somewhere (a batch with failed files) under `code`.
+
+    The answer is a success document, so nothing else records a code for it; without
+    this, a batch whose every file was refused would count as a success.
+    """
+    scope[_SENT_CODE_KEY] = code
+
+
 def sent_problem_code(scope: Scope) -> str | None:
     """The `code` of the problem document last sent for this request, if one was."""
     code: str | None = scope.get(_SENT_CODE_KEY)
@@ -142,13 +151,26 @@ def install_problem_handlers(app: FastAPI, max_upload_bytes: int) -> None:
         assert isinstance(exc, RequestValidationError)
         return problem_response(from_validation_errors(exc.errors()))
 
+    async def client_gone(_: Request, exc: Exception) -> Response:
+        # A raw body or a batch's form read straight from the stream (no FastAPI
+        # wrapping): the client closed the connection before its upload was complete.
+        return problem_response(
+            ClientClosedRequest("The client closed the connection during the upload.")
+        )
+
     async def unexpected_error(_: Request, exc: Exception) -> Response:
         logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
-        return problem_response(GatewayError("An unexpected error occurred; it has been logged."))
+        # Starlette sends this 500 from its outermost handler, outside every
+        # middleware, SecurityHeaders included: the headers are added here.
+        return problem_response(
+            GatewayError("An unexpected error occurred; it has been logged."),
+            headers=security_headers.API_HEADERS,
+        )
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected_error)
 
 

@@ -70,6 +70,11 @@ COMMON_HEADERS = {
 }
 
 
+# What an API answer carries, for the one answer sent outside this middleware:
+# Starlette's 500 (gateway/problems.py).
+API_HEADERS = {**COMMON_HEADERS, "Content-Security-Policy": API_POLICY}
+
+
 def policy_for(path: str) -> str:
     """The Content-Security-Policy of the answer to a request for `path`."""
     if paths.is_demo_page(path):

@@ -42,7 +42,8 @@ def _file_route(name: str, media_type: str) -> Callable[[], Awaitable[Response]]
 
 
 for _path, (_name, _media_type) in ASSETS.items():
-    router.add_api_route(_path, _file_route(_name, _media_type), methods=["GET"])
+    # HEAD too: `curl -I` and uptime probes check a page that way.
+    router.add_api_route(_path, _file_route(_name, _media_type), methods=["GET", "HEAD"])
 
 
 def prefers_html(accept: str) -> bool:

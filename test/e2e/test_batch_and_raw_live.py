@@ -1,12 +1,13 @@
 """Raw-body uploads and POST /predict/batch against live gateways, every backend and transport."""
 
+import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
 from api_client import post_image
-from processes import Process
+from processes import Process, wait_until
 
 PHOTOS = Path(__file__).resolve().parents[1] / "photos"
 
@@ -64,3 +65,46 @@ def test_a_batch_answers_each_file_in_order(any_gateway: Process, cat_jpeg: byte
             single["predictions"][0]["probability"], abs=1e-4
         )
         assert result["model"]["backend"] == any_gateway.env["INFERENCE_BACKEND"]
+
+
+def outcome_count(gateway: Process, outcome: str) -> float:
+    text = httpx.get(f"{gateway.url}/metrics/prometheus", timeout=10.0).text
+    series = f'gateway_predict_requests_total{{outcome="{outcome}"}} '
+    return next(
+        (float(line.split()[-1]) for line in text.splitlines() if line.startswith(series)), 0.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "start"),
+    [
+        ("/predict", "image/jpeg", b"\xff\xd8\xff" + bytes(997)),
+        (
+            "/predict/batch",
+            "multipart/form-data; boundary=cut",
+            b'--cut\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+            + bytes(900),
+        ),
+    ],
+    ids=["raw", "batch"],
+)
+def test_a_client_gone_mid_upload_is_counted_as_such_without_a_traceback(
+    embedded_gateway: Process, path: str, content_type: str, start: bytes
+) -> None:
+    before = outcome_count(embedded_gateway, "client_closed_request")
+    errors_before = outcome_count(embedded_gateway, "internal_error")
+    log_before = embedded_gateway.log_path.read_text(errors="replace").count("Traceback")
+    host, port = embedded_gateway.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+            "Content-Length: 100000\r\n\r\n"
+        )
+        connection.sendall(head.encode() + start)
+    wait_until(
+        lambda: outcome_count(embedded_gateway, "client_closed_request") == before + 1,
+        what="the cut-off upload counted as client_closed_request",
+    )
+    assert outcome_count(embedded_gateway, "internal_error") == errors_before
+    log = embedded_gateway.log_path.read_text(errors="replace")
+    assert log.count("Traceback") == log_before, log[-3000:]

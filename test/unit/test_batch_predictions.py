@@ -140,18 +140,25 @@ async def test_a_bad_file_beside_a_down_model_server_still_gets_its_own_answer(
 async def test_a_request_and_each_image_are_counted(
     client: httpx.AsyncClient, cat_jpeg: bytes
 ) -> None:
-    def counts() -> tuple[float, float, float]:
+    def counts() -> tuple[float, ...]:
+        requests = 'gateway_predict_requests_total{outcome="%s"}'
         return (
             sample(text, 'gateway_batch_images_total{outcome="success"}'),
             sample(text, 'gateway_batch_images_total{outcome="not_an_image"}'),
-            sample(text, 'gateway_predict_requests_total{outcome="success"}'),
+            sample(text, requests % "success"),
+            sample(text, requests % "batch_partial_failure"),
+            sample(text, requests % "batch_failed"),
         )
 
     text = (await client.get("/metrics/prometheus")).text
     before = counts()
     await post_batch(client, [("a.jpg", cat_jpeg), ("b.txt", b"text"), ("c.jpg", cat_jpeg)])
+    await post_batch(client, [("a.jpg", cat_jpeg)])
+    # Answered 200, but nothing in it succeeded: not a success either.
+    await post_batch(client, [("b.txt", b"text")])
     text = (await client.get("/metrics/prometheus")).text
-    assert tuple(a - b for a, b in zip(counts(), before, strict=True)) == (2.0, 1.0, 1.0)
+    changes = tuple(a - b for a, b in zip(counts(), before, strict=True))
+    assert changes == (3.0, 2.0, 1.0, 1.0, 1.0)
 
 
 def sample(text: str, series: str) -> float:

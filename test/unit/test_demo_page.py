@@ -86,6 +86,10 @@ async def test_the_page_and_its_assets_are_served_as_written(
     assert response.content == (UI_DIR / name).read_bytes()
     assert response.headers["cache-control"] == "no-cache"
     assert response.headers["content-security-policy"] == PAGE_POLICY
+    # `curl -I` and uptime probes ask with HEAD.
+    head = await client.head(path)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"] == media_type
 
 
 async def test_the_page_loads_only_its_own_script_and_style(client: httpx.AsyncClient) -> None:

@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from api_client import in_process
 from fake_backend import FakeBackend, fake_settings, write_model_files
+from gateway.app import create_app
 from gateway.security_headers import API_POLICY, DOCS_POLICY, PAGE_POLICY, SecurityHeaders
 
 KEY = "key-headers-2b8e41f7"
@@ -197,3 +198,22 @@ async def test_a_header_the_app_set_itself_is_kept() -> None:
     assert response.headers["x-frame-options"] == "SAMEORIGIN"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_the_500_starlette_sends_outside_the_middleware_carries_them(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    app = create_app(fake_settings(write_model_files(tmp_path)), backend, backend.open_lane)
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/broken-for-the-test", broken)
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        response = await client.get("/broken-for-the-test")
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert_secured(response, API_POLICY)
