@@ -27,7 +27,7 @@ from starlette.responses import Response
 from gateway import metrics, paths, tracing
 from gateway.deadlines import current_deadline, request_timeout, run_bounded
 from gateway.dependencies import FleetDep, SettingsDep, TrafficDep
-from gateway.errors import GatewayError, MissingFile, PayloadTooLarge, TooManyFiles
+from gateway.errors import BadRequest, GatewayError, MissingFile, PayloadTooLarge, TooManyFiles
 from gateway.fleet import Fleet
 from gateway.lanes import Lane
 from gateway.pipeline import Classification
@@ -130,6 +130,11 @@ async def _read_files(request: Request, settings: Settings) -> list[_Upload]:
             raise TooManyFiles(
                 f"At most {limit_files} files per request (MAX_BATCH_FILES); "
                 "send the rest in another request."
+            ) from None
+        if str(exc.detail).startswith("Too many fields"):
+            raise BadRequest(
+                f"A batch carries 'file' fields only, at most {limit_files} (MAX_BATCH_FILES); "
+                "this one has too many other fields."
             ) from None
         raise
     try:

@@ -111,6 +111,17 @@ async def test_a_batch_body_past_its_limit_is_cut_off_as_it_streams(
     assert_problem(response, 413, "payload_too_large")
 
 
+async def test_many_other_fields_are_refused_naming_the_setting(
+    client: httpx.AsyncClient, cat_jpeg: bytes
+) -> None:
+    fields = {f"note{n}": "x" for n in range(40)}
+    response = await client.post(
+        "/predict/batch", files=[("file", ("a.jpg", cat_jpeg))], data=fields
+    )
+    body = assert_problem(response, 400, "bad_request")
+    assert "MAX_BATCH_FILES" in str(body["detail"])
+
+
 async def test_no_files_or_a_text_field_is_a_missing_file(client: httpx.AsyncClient) -> None:
     body = assert_problem(await client.post("/predict/batch"), 422, "missing_file")
     assert "-F file=@a.jpg -F file=@b.jpg" in str(body["detail"])
