@@ -84,7 +84,7 @@ def _shared_options() -> argparse.ArgumentParser:
         type=positive_seconds,
         default=DEFAULT_TIMEOUT_SECONDS,
         metavar="S",
-        help=f"seconds to wait for each answer (default: {DEFAULT_TIMEOUT_SECONDS:g})",
+        help=f"seconds to wait for each whole answer (default: {DEFAULT_TIMEOUT_SECONDS:g})",
     )
     shared.add_argument(
         "--json",

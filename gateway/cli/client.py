@@ -3,17 +3,24 @@
 A run of many files must report each file's fate and go on, so transport
 failures (refused connection, timeout) are turned into an Answer that says in
 words what could not be reached, here at the boundary; the commands and the
-renderers never see an httpx exception.
+renderers never see an httpx exception. A 2xx whose body is not the document
+asked for becomes a failed Answer too (`Answer.checked`), and answers that ask
+to be sent again later are retried here (gateway/cli/retries.py).
 """
 
 import asyncio
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
+
+from gateway.cli.inputs import read_regular_file
+from gateway.cli.retries import RETRIES, is_retried, wait_seconds
+from gateway.cli.shapes import prediction_fault
 
 # The media types the gateway decodes (gateway/image_formats.py), by file extension.
 MEDIA_TYPES = {
@@ -40,11 +47,24 @@ class Answer:
     error: str | None = None
 
     @property
+    def is_2xx(self) -> bool:
+        """Whether the gateway answered with a success status (whatever the body says)."""
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
     def ok(self) -> bool:
-        """A 2xx whose body does not say `"success": false`."""
-        if self.status is None or not 200 <= self.status < 300:
+        """A 2xx not found unexpected (`checked`) whose body does not say `"success": false`."""
+        if self.error is not None or not self.is_2xx:
             return False
         return not (isinstance(self.body, dict) and self.body.get("success") is False)
+
+    def checked(self, fault_of: Callable[[Any], str | None]) -> "Answer":
+        """This answer, or a failed one (status and body kept) when it is a 2xx that
+        `fault_of` finds is not the document asked for (gateway/cli/shapes.py)."""
+        fault = fault_of(self.body) if self.error is None and self.is_2xx else None
+        if fault is None:
+            return self
+        return replace(self, error=f"unexpected answer from the gateway: {fault}")
 
 
 def media_type_of(path: Path) -> str:
@@ -97,40 +117,61 @@ class GatewayClient:
 
     async def get(self, path: str) -> Answer:
         """GET one of the gateway's documents."""
-        return await self._send(self._http.build_request("GET", path))
+        return await self._send(lambda: self._http.build_request("GET", path))
 
     async def predict(self, file: Path, top_k: int | None, raw: bool) -> Answer:
-        """POST one file to /predict, read only now: one file in memory per request in flight."""
+        """POST one file to /predict, read only now: one file in memory per request in flight.
+
+        A retry sends the same bytes again: the file is read once.
+        """
         try:
             # In a thread: the other requests go on while a slow disk is read.
-            data = await asyncio.to_thread(file.read_bytes)
+            data = await asyncio.to_thread(read_regular_file, file)
         except OSError as exc:
             return Answer(error=f"cannot read the file: {exc.strerror or exc}")
         params = {"top_k": top_k} if top_k is not None else {}
-        if raw:
-            headers = {
-                "Content-Type": media_type_of(file),
-                "Content-Disposition": content_disposition(file.name),
-            }
-            request = self._http.build_request(
-                "POST", "/predict", params=params, content=data, headers=headers
-            )
-        else:
-            files = {"file": (file.name, data, media_type_of(file))}
-            request = self._http.build_request("POST", "/predict", params=params, files=files)
-        return await self._send(request)
 
-    async def _send(self, request: httpx.Request) -> Answer:
+        def build() -> httpx.Request:
+            if raw:
+                headers = {
+                    "Content-Type": media_type_of(file),
+                    "Content-Disposition": content_disposition(file.name),
+                }
+                return self._http.build_request(
+                    "POST", "/predict", params=params, content=data, headers=headers
+                )
+            files = {"file": (file.name, data, media_type_of(file))}
+            return self._http.build_request("POST", "/predict", params=params, files=files)
+
+        answer = await self._send(build)
+        return answer.checked(prediction_fault)
+
+    async def _send(self, build: Callable[[], httpx.Request]) -> Answer:
+        """Send a request built afresh for each attempt, retrying what asks to be retried."""
+        retries_left = RETRIES
+        while True:
+            answer, retry_after = await self._exchange(build())
+            if retries_left == 0 or not is_retried(answer.status, answer.body):
+                return answer
+            retries_left -= 1
+            await asyncio.sleep(wait_seconds(retry_after))
+
+    async def _exchange(self, request: httpx.Request) -> tuple[Answer, str | None]:
+        """One request and its whole answer, with the Retry-After header the answer carried."""
         where = f"{self.url}{request.url.path}"
         try:
-            response = await self._http.send(request)
-        except httpx.TimeoutException:
-            return Answer(error=f"no answer from {where} within {self.timeout_seconds:g} s")
+            # httpx's timeout bounds each read, so a body trickled a byte at a time
+            # would keep it waiting for ever: this bounds the whole exchange.
+            async with asyncio.timeout(self.timeout_seconds):
+                response = await self._http.send(request)
+        except (TimeoutError, httpx.TimeoutException):
+            return Answer(error=f"no answer from {where} within {self.timeout_seconds:g} s"), None
         except httpx.ConnectError as exc:
-            return Answer(error=f"could not connect to {self.url}: {_reason(exc)}")
+            return Answer(error=f"could not connect to {self.url}: {_reason(exc)}"), None
         except httpx.HTTPError as exc:
-            return Answer(error=f"the request to {where} failed: {_reason(exc)}")
-        return Answer(status=response.status_code, body=_body_of(response))
+            return Answer(error=f"the request to {where} failed: {_reason(exc)}"), None
+        answer = Answer(status=response.status_code, body=_body_of(response))
+        return answer, response.headers.get("retry-after")
 
 
 def _body_of(response: httpx.Response) -> Any:

@@ -1,11 +1,14 @@
 """How the gateway's documents (/health, /models) read on a terminal.
 
 Indented `key: value` lines, the shape YAML gives, without a YAML dependency:
-the JSON stays one `--json` away for programs.
+the JSON stays one `--json` away for programs. Fields of the wrong type are read as absent
+(gateway/cli/shapes.py), so an odd document still prints.
 """
 
 import json
 from typing import Any
+
+from gateway.cli.shapes import as_object, objects_in
 
 
 def outline(document: Any, indent: int = 0) -> list[str]:
@@ -21,7 +24,8 @@ def outline(document: Any, indent: int = 0) -> list[str]:
         elif isinstance(value, list) and any(isinstance(item, dict) for item in value):
             lines.append(f"{pad}{key}:")
             for item in value:
-                nested = outline(item, indent + 4)
+                # An empty object outlines to no line at all: show it as {}.
+                nested = outline(item, indent + 4) or ["{}"]
                 lines.append(f"{pad}  - {nested[0].lstrip()}")
                 lines.extend(nested[1:])
         else:
@@ -29,22 +33,25 @@ def outline(document: Any, indent: int = 0) -> list[str]:
     return lines
 
 
-def models_outline(document: dict[str, Any]) -> list[str]:
+def models_outline(document: Any) -> list[str]:
     """GET /models as one line per model and one per version: state, labels, weights."""
+    document = as_object(document)
     lines = [f"default model: {document.get('default_model', '?')}"]
     if document.get("config_error"):
         lines.append(f"config error: {document['config_error']}")
-    for model in document.get("models", []):
+    for model in objects_in(document.get("models")):
         default = " (default)" if model.get("default") else ""
-        labels = ", ".join(f"{name}={version}" for name, version in model.get("labels", {}).items())
+        labels = ", ".join(
+            f"{name}={version}" for name, version in as_object(model.get("labels")).items()
+        )
         lines.append(
             f"{model.get('name', '?')}{default}: {model.get('version_policy', '')}"
             + (f"; labels {labels}" if labels else "")
         )
         if model.get("error"):
             lines.append(f"  error: {model['error']}")
-        for version in model.get("versions", []):
-            named = ", ".join(version.get("labels", [])) or "-"
+        for version in objects_in(model.get("versions")):
+            named = _scalar(version.get("labels")) if version.get("labels") else "-"
             source = version.get("weights_source") or "?"
             lines.append(
                 f"  version {version.get('version', '?')}  {version.get('state', '?')}  "

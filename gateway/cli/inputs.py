@@ -4,10 +4,16 @@ A file is taken as given, whatever its name (the gateway judges the bytes, and
 says why it refuses them). A folder gives its image files, recursively. A glob
 pattern is expanded here too, for shells that do not (Windows) and for quoted
 patterns. Whatever matches nothing stops the run with exit 2: a typo must not
-look like "0 images, all succeeded".
+look like "0 images, all succeeded"; so does a named path that is not a regular
+file (a FIFO would block the read, /dev/zero never ends) or a symlink loop.
+Folders and patterns skip such entries. Each physical file is sent once,
+however many paths reach it (`**` follows symlinked folders, loops included).
 """
 
+import errno
 import glob
+import os
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -36,7 +42,8 @@ def images_in(folder: Path) -> list[Path]:
 def expand_inputs(arguments: Iterable[str]) -> list[Path]:
     """Every file the arguments name, in their order; raises InputError naming what is missing.
 
-    A file named twice (a folder and a pattern overlapping) is sent once, where it first appears.
+    A file reached twice (a folder and a pattern overlapping, a symlink, a `**`
+    through a symlink loop) is sent once, under the path it first appears with.
     """
     found: list[Path] = []
     problems: list[str] = []
@@ -48,26 +55,62 @@ def expand_inputs(arguments: Iterable[str]) -> list[Path]:
             found.extend(files)
     if problems:
         raise InputError(problems)
-    return list(dict.fromkeys(found))
+    unique: dict[Path, Path] = {}
+    for file in found:
+        unique.setdefault(_identity(file), file)
+    return list(unique.values())
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The file's bytes; OSError when it is not a regular file (anymore).
+
+    Opened without blocking and checked before any read: a FIFO put where a file
+    was listed is refused instead of waiting for a writer that never comes.
+    """
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return stream.read()
 
 
 def _expand_one(argument: str) -> list[Path] | str:
     """The files one argument names, or why it names none."""
     path = Path(argument)
-    if path.is_file():
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{argument}: symlink loop"
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return f"{argument}: {exc.strerror or exc}"
+        if glob.has_magic(argument):
+            return _expand_pattern(argument)
+        return f"{argument}: no such file or folder"
+    if stat.S_ISREG(mode):
         return [path]
-    if path.is_dir():
+    if stat.S_ISDIR(mode):
         return images_in(path) or f"{argument}: the folder holds no image ({_extensions()})"
-    if glob.has_magic(argument):
-        matches = [Path(match) for match in sorted(glob.glob(argument, recursive=True))]
-        # A pattern's folders count as folders: 'photos/*' reaches photos/2024/a.jpg too.
-        files = [
-            file
-            for match in matches
-            for file in ([match] if match.is_file() else images_in(match) if match.is_dir() else [])
-        ]
-        return files or f"{argument}: the pattern matches no file"
-    return f"{argument}: no such file or folder"
+    return f"{argument}: not a regular file"
+
+
+def _expand_pattern(argument: str) -> list[Path] | str:
+    matches = [Path(match) for match in sorted(glob.glob(argument, recursive=True))]
+    # A pattern's folders count as folders: 'photos/*' reaches photos/2024/a.jpg too.
+    files = [
+        file
+        for match in matches
+        for file in ([match] if match.is_file() else images_in(match) if match.is_dir() else [])
+    ]
+    return files or f"{argument}: the pattern matches no file"
+
+
+def _identity(file: Path) -> Path:
+    """The physical file a path reaches, to send it once."""
+    try:
+        return file.resolve()
+    except (OSError, RuntimeError):  # a loop appeared since (RuntimeError before Python 3.13)
+        return file.absolute()
 
 
 def _extensions() -> str:

@@ -2,7 +2,8 @@
 
 Problems are worded from the gateway's own problem document (RFC 9457: `title`
 and `detail`, gateway/problems.py), so the CLI says what the API says and adds
-no second wording of the same error.
+no second wording of the same error. The renderers read any JSON: a field of
+the wrong type prints as "?" rather than failing (gateway/cli/shapes.py).
 """
 
 import json
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.client import Answer
+from gateway.cli.shapes import as_number, as_object, objects_in
 
 
 def json_line(file: Path, answer: Answer) -> str:
@@ -28,7 +30,8 @@ def json_line(file: Path, answer: Answer) -> str:
 def problem_text(answer: Answer) -> str:
     """`STATUS title: detail` from a problem document, or what went wrong without one."""
     if answer.error is not None:
-        return answer.error
+        # With a status, the gateway answered, but not with what was asked for.
+        return answer.error if answer.status is None else f"{answer.status} {answer.error}"
     body = answer.body
     if isinstance(body, dict) and ("title" in body or "detail" in body):
         title = body.get("title") or ""
@@ -46,24 +49,25 @@ def failure_line(file: Path, answer: Answer) -> str:
     return f"{file}: {problem_text(answer)}"
 
 
-def prediction_table(file: Path, body: dict[str, Any]) -> str:
+def prediction_table(file: Path, body: Any) -> str:
     """The file's name, its ranked classes, and which model answered in how long."""
-    predictions: list[dict[str, Any]] = body.get("predictions") or []
+    predictions = objects_in(as_object(body).get("predictions"))
     width = max((len(str(p.get("label", ""))) for p in predictions), default=0)
     lines = [str(file)]
     for rank, prediction in enumerate(predictions, start=1):
-        percent = float(prediction.get("probability", 0.0)) * 100.0
+        probability = as_number(prediction.get("probability"))
+        percent = "      ?" if probability is None else f"{probability * 100.0:6.2f}%"
         label = str(prediction.get("label", ""))
-        lines.append(
-            f"  {rank:>4}  {prediction.get('class_id', ''):>5}  {label:<{width}}  {percent:6.2f}%"
-        )
-    lines.append(f"  {model_summary(body)}, {body.get('total_time_ms', '?')} ms")
+        class_id = str(prediction.get("class_id", ""))
+        lines.append(f"  {rank:>4}  {class_id:>5}  {label:<{width}}  {percent}")
+    total = as_object(body).get("total_time_ms", "?")
+    lines.append(f"  {model_summary(body)}, {total} ms")
     return "\n".join(lines)
 
 
-def model_summary(body: dict[str, Any]) -> str:
+def model_summary(body: Any) -> str:
     """`model mobilenet version 1 (tfserving)`, from an answer's `model` object."""
-    model = body.get("model") or {}
+    model = as_object(as_object(body).get("model"))
     label = f" [{model['label']}]" if model.get("label") else ""
     return (
         f"model {model.get('name', '?')} version {model.get('version', '?')}{label} "
@@ -71,9 +75,9 @@ def model_summary(body: dict[str, Any]) -> str:
     )
 
 
-def untrained_warning(body: dict[str, Any]) -> str | None:
+def untrained_warning(body: Any) -> str | None:
     """The warning line for an answer from untrained weights, None for real ones."""
-    model = body.get("model") or {}
+    model = as_object(as_object(body).get("model"))
     if model.get("weights") != "untrained":
         return None
     return f"warning: {model_summary(body)} has UNTRAINED weights: its classes mean nothing."

@@ -116,3 +116,38 @@ def test_metrics_as_json_or_as_the_prometheus_page(capsys: pytest.CaptureFixture
     assert json.loads(capsys.readouterr().out) == {"requests_total": 3}
     assert run(["metrics", "--prometheus"], routes) == 0
     assert capsys.readouterr().out == page
+
+
+@pytest.mark.parametrize(
+    ("argv", "path", "answer", "fault"),
+    [
+        (["health"], "/health", httpx.Response(200, text="OK"), 'text "OK", not a JSON object'),
+        (["health"], "/health", httpx.Response(200, json={"ok": True}), 'no "status" field'),
+        (["models"], "/models", httpx.Response(200, json=[]), "a JSON list, not a JSON object"),
+        (["models"], "/models", httpx.Response(200, json={"models": 3}), 'no "models" list'),
+        (
+            ["models"],
+            "/models",
+            httpx.Response(200, json={"models": [None]}),
+            "model 1 is the JSON value null, not an object",
+        ),
+        (["metrics"], "/metrics", httpx.Response(200, json=[1]), "a JSON list, not a JSON object"),
+        (
+            ["metrics", "--prometheus"],
+            "/metrics/prometheus",
+            httpx.Response(200, json={"requests_total": 3}),
+            "a JSON object, not the Prometheus text page",
+        ),
+    ],
+)
+def test_a_2xx_that_is_not_the_document_asked_for_exits_1_saying_so(
+    argv: list[str],
+    path: str,
+    answer: httpx.Response,
+    fault: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run(argv, {path: answer}) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"{path}: 200 unexpected answer from the gateway: {fault}\n"

@@ -239,3 +239,48 @@ def test_an_unreachable_gateway_is_named_for_each_file(
     assert code == 1
     assert captured.out == ""
     assert captured.err.splitlines() == [f"{images[0]}: {message}", f"{images[1]}: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("odd", "fault"),
+    [
+        ([1, 2], "a JSON list, not a JSON object"),
+        ("<html>It works!</html>", 'text "<html>It works!</html>", not a JSON object'),
+        ({"status": "healthy"}, 'no "success" field'),
+        ({"success": "yes", "predictions": []}, '"success" is "yes"'),
+        ({"success": True, "predictions": None}, 'no "predictions" list'),
+        ({"success": True, "predictions": ["cat"]}, 'prediction 1 is text "cat", not an object'),
+        (
+            {"success": True, "predictions": [{"label": "cat", "probability": "high"}]},
+            'prediction 1 has no numeric "probability"',
+        ),
+    ],
+)
+def test_a_2xx_that_is_not_a_prediction_fails_that_file_alone_and_the_run_goes_on(
+    images: list[Path], odd: Any, fault: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        name = uploaded_name(request)
+        if name == images[0].name and isinstance(odd, str):
+            return httpx.Response(200, text=odd, headers={"content-type": "text/html"})
+        if name == images[0].name:
+            return httpx.Response(200, json=odd)
+        return httpx.Response(200, json=answer_for(name))
+
+    code = predict([str(images[0]), str(images[1])], handler)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err == f"{images[0]}: 200 unexpected answer from the gateway: {fault}\n"
+    assert captured.out.splitlines()[0] == str(images[1])
+    assert "label of b.jpg" in captured.out
+
+    assert predict([str(images[0]), str(images[1]), "--json"], handler) == 1
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first == {
+        "file": str(images[0]),
+        "ok": False,
+        "status": 200,
+        "response": odd,
+        "error": f"unexpected answer from the gateway: {fault}",
+    }
+    assert (second["ok"], second["response"]) == (True, answer_for(images[1].name))

@@ -144,3 +144,55 @@ def test_models_read_one_line_per_model_and_per_version() -> None:
         "mobilenet (default): the latest 1 version(s); labels stable=1",
         "  version 1  AVAILABLE  labels: stable  weights: untrained (random)",
     ]
+
+
+def test_rendering_reads_fields_of_the_wrong_type_as_absent() -> None:
+    odd = {
+        "predictions": [{"class_id": [7], "label": None, "probability": "high"}, "tiger"],
+        "model": "mobilenet",
+        "total_time_ms": None,
+    }
+    assert prediction_table(Path("a.jpg"), odd).splitlines() == [
+        "a.jpg",
+        "     1    [7]  None        ?",
+        "  model ? version ? (?), None ms",
+    ]
+    assert prediction_table(Path("a.jpg"), ["not", "an", "answer"]).splitlines() == [
+        "a.jpg",
+        "  model ? version ? (?), ? ms",
+    ]
+    assert untrained_warning({"model": ["untrained"]}) is None
+    assert untrained_warning("untrained") is None
+
+
+def test_a_models_document_with_odd_fields_still_outlines() -> None:
+    document = {
+        "default_model": "mobilenet",
+        "models": [
+            "broken",
+            {"name": "mobilenet", "labels": ["stable"], "versions": {"1": "AVAILABLE"}},
+            {"name": "resnet", "versions": [{"version": 3, "labels": "canary"}, 4]},
+        ],
+    }
+    assert models_outline(document) == [
+        "default model: mobilenet",
+        "mobilenet: ",
+        "resnet: ",
+        "  version 3  ?  labels: canary  weights: ? (?)",
+    ]
+    assert outline({"checks": [{}, {"passed": True}]}) == [
+        "checks:",
+        "  - {}",
+        "  - passed: true",
+    ]
+
+
+def test_an_unexpected_answer_keeps_its_status_in_the_failure_line() -> None:
+    answer = Answer(status=200, body=[1]).checked(lambda body: "a JSON list, not a JSON object")
+    assert not answer.ok
+    assert failure_line(Path("a.jpg"), answer) == (
+        "a.jpg: 200 unexpected answer from the gateway: a JSON list, not a JSON object"
+    )
+    # Only a 2xx is checked: a problem document is reported as the gateway worded it.
+    refused = Answer(status=401, body=UNAUTHORIZED)
+    assert refused.checked(lambda body: "never asked") is refused
