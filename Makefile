@@ -12,7 +12,7 @@ MODEL_DIR ?= models
 MODEL_NAME ?= $(if $(filter efficientnet-lite0,$(MODEL_SOURCE)),efficientnet_lite0,mobilenet)
 PORT ?= 8000
 
-.PHONY: help venv export run test test-fast test-stack lint bench bench-compare bench-replicas lock protos clean demo-rollout
+.PHONY: help venv export run test test-fast test-stack lint bench bench-compare bench-replicas profile lock protos clean demo-rollout
 
 help:
 	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none);"
@@ -25,6 +25,7 @@ help:
 	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random)"
 	@echo "make lint     ruff and mypy"
 	@echo "make bench    measure throughput and latency (see README)"
+	@echo "make profile  where a gateway's CPU goes under load, sampled with py-spy (BACKEND=embedded|tfserving)"
 	@echo "make bench-compare  every figure of two runs (A=... B=..., or the two newest), noise marked"
 	@echo "make bench-replicas  throughput through nginx with one, two and three gateway replicas"
 	@echo "make demo-rollout  canary split, shadow and a rollout under load against the TF Serving double"
@@ -76,6 +77,12 @@ test-stack: venv
 bench: venv
 	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
 	$(BIN)/python -m bench --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME)
+
+# py-spy on a gateway under the benchmark's load (as root, or with CAP_SYS_PTRACE).
+BACKEND ?= embedded
+profile: venv
+	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
+	$(BIN)/python -m bench.profile --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME) --backend $(BACKEND)
 
 # Two runs' JSON (bench/results/<stamp>.json) side by side: A=... B=..., or the two newest.
 bench-compare: venv
