@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from gateway import metrics, paths, tracing
-from gateway.deadlines import current_deadline, request_timeout, run_bounded
+from gateway.deadlines import current_deadline, run_bounded
 from gateway.dependencies import FleetDep, SettingsDep, TrafficDep
 from gateway.errors import BadRequest, GatewayError, MissingFile, PayloadTooLarge, TooManyFiles
 from gateway.fleet import Fleet
@@ -74,18 +74,15 @@ async def predict_batch(
     query: Annotated[PredictionQuery, Depends()],
 ) -> Response:
     started = time.perf_counter()
-    requested = query.target(settings.model_name)
-    routed = traffic.route(requested, request.headers, fleet.models, fleet.pinned_model)
-    # Checked before the upload, so a bad X-Request-Timeout costs no body.
-    timeout = request_timeout(request.headers, settings.request_timeout_seconds)
+    planned = query.plan(request, settings, fleet, traffic)
     with tracing.stage("upload"):
         uploads = await _read_files(request, settings)
     upload_ms = (time.perf_counter() - started) * 1000.0
-    top = query.top_k or settings.default_top_k
+    images = [upload.data for upload in uploads]
     lane, routed, results = await run_bounded(
-        _classify_all(fleet, traffic, routed, [upload.data for upload in uploads], top),
+        _classify_all(fleet, traffic, planned.routed, images, planned.top_k),
         request.receive,
-        timeout,
+        planned.timeout,
     )
     errors = [_as_gateway_error(result) for result in results]
     entries: list[dict[str, Any]] = []

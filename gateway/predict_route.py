@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, File, Request, UploadFile
 from starlette.responses import Response
 
 from gateway import metrics, paths, tracing
-from gateway.deadlines import current_deadline, request_timeout, run_bounded
+from gateway.deadlines import current_deadline, run_bounded
 from gateway.dependencies import FleetDep, SettingsDep, TrafficDep
 from gateway.errors import MissingFile, PayloadTooLarge
 from gateway.fleet import Fleet
@@ -60,16 +60,14 @@ async def predict(
     file: Annotated[UploadFile | None, File(include_in_schema=False)] = None,
 ) -> Response:
     started = time.perf_counter()
-    requested = query.target(settings.model_name)
-    routed = traffic.route(requested, request.headers, fleet.models, fleet.pinned_model)
-    # Checked before the upload, so a bad X-Request-Timeout costs no body.
-    timeout = request_timeout(request.headers, settings.request_timeout_seconds)
+    planned = query.plan(request, settings, fleet, traffic)
     with tracing.stage("upload"):
         filename, data = await _read_image(request, file, settings.max_upload_bytes)
     uploaded = time.perf_counter()
-    top = query.top_k or settings.default_top_k
     lane, routed, result = await run_bounded(
-        _classify(fleet, traffic, routed, data, top), request.receive, timeout
+        _classify(fleet, traffic, planned.routed, data, planned.top_k),
+        request.receive,
+        planned.timeout,
     )
     low_confidence = traffic.record(fleet, routed, result, data)
     upload_ms = (uploaded - started) * 1000.0

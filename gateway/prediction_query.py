@@ -2,15 +2,22 @@
 
 `POST /predict` and `POST /predict/batch` read the same parameters with the same
 bounds, declared once here as a FastAPI dependency, so the API document and the
-validation of the two cannot drift apart.
+validation of the two cannot drift apart; `plan` is what both do with them
+before reading the body.
 """
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Query
+from starlette.requests import Request
 
+from gateway.deadlines import request_timeout
 from gateway.errors import InvalidRequest
+from gateway.fleet import Fleet
+from gateway.settings import Settings
 from gateway.target import Target
+from gateway.traffic import Routed, Traffic
 
 MAX_TOP_K = 1001
 INT64_MAX = 2**63 - 1
@@ -38,8 +45,28 @@ class PredictionQuery:
         self.version = version
         self.label = label
 
+    def plan(
+        self, request: Request, settings: Settings, fleet: Fleet, traffic: Traffic
+    ) -> "Planned":
+        """Where the request goes, its deadline and top-k, all checked before the upload
+        is read, so a bad query or X-Request-Timeout costs no body."""
+        routed = traffic.route(
+            self.target(settings.model_name), request.headers, fleet.models, fleet.pinned_model
+        )
+        timeout = request_timeout(request.headers, settings.request_timeout_seconds)
+        return Planned(routed, timeout, self.top_k or settings.default_top_k)
+
     def target(self, default_model: str) -> Target:
         """What the request named, the default model filling in for a missing `?model=`."""
         if self.version is not None and self.label is not None:
             raise InvalidRequest("Give ?version= or ?label=, not both.")
         return Target(self.model or default_model, self.version, self.label)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A prediction request's target, deadline (seconds) and number of classes."""
+
+    routed: Routed
+    timeout: float
+    top_k: int

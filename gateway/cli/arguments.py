@@ -104,13 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    predict = commands.add_parser(
+    predict = _subcommand(
+        commands,
+        shared,
         "predict",
-        parents=[shared],
-        help="classify image files, folders or glob patterns",
-        description="Classify each IMAGE; answers are printed in the order of the inputs.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "classify image files, folders or glob patterns",
+        "Classify each IMAGE; answers are printed in the order of the inputs.",
     )
     predict.add_argument(
         "images",
@@ -147,29 +146,33 @@ def build_parser() -> argparse.ArgumentParser:
         ("health", "readiness: exit 0 only when the gateway answers healthy"),
         ("models", "every model served: versions, states, labels"),
     ):
-        commands.add_parser(
-            name,
-            parents=[shared],
-            help=what,
-            description=what,
-            epilog=EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        _subcommand(commands, shared, name, what)
     what = "the gateway's metrics: JSON (GET /metrics), or Prometheus' text page"
-    metrics = commands.add_parser(
-        "metrics",
-        parents=[shared],
-        help=what,
-        description=what,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    metrics = _subcommand(commands, shared, "metrics", what)
     metrics.add_argument(
         "--prometheus",
         action="store_true",
         help="the Prometheus text page instead of JSON (printed as sent; --json does not apply)",
     )
     return parser
+
+
+def _subcommand(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    shared: argparse.ArgumentParser,
+    name: str,
+    what: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """A subcommand with the shared options, and the exit codes and variables in its help."""
+    return commands.add_parser(
+        name,
+        parents=[shared],
+        help=what,
+        description=description or what,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
