@@ -327,9 +327,16 @@ def test_a_replica_killed_under_load_fails_no_request(replicas: Replicas, cat_jp
     def kill() -> None:
         # Hold the victim's next call (the double's injected delay runs after it has
         # counted the call and its images), so one is surely in flight when it dies.
-        arrived = counts(victim)[0]
+        # The delay is set before the count is read: a call counted in between would
+        # otherwise run undelayed, finish, and leave nothing in flight at the kill.
         set_faults(victim, delay_ms=HOLD_MS)
-        wait_until(lambda: counts(victim)[0] > arrived, 10, "a call held on the victim")
+        arrived = counts(victim)
+        # Its images too: the double counts them a moment after the call itself.
+        wait_until(
+            lambda: all(now > then for now, then in zip(counts(victim), arrived, strict=True)),
+            10,
+            "a call held on the victim",
+        )
         victim_at_kill.append(counts(victim))
         survivors_at_kill.extend(counts(double) for double in survivors)
         assert victim.popen is not None
