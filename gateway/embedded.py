@@ -27,15 +27,18 @@ import numpy as np
 
 from gateway.backend import BatchPrediction, ModelSignature, ModelStatus
 from gateway.errors import BackendError, BackendUnavailable
-from gateway.runtimes import Runtime, load_runtime
+from gateway.runtimes import ModelFileMissing, Precision, Runtime, load_runtime
 from gateway.serving_documents import metadata_document, status_document
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# How a version folder becomes a runtime: (folder, EMBEDDED_RUNTIME, threads, copies).
+# How a version folder becomes a runtime:
+# (folder, EMBEDDED_RUNTIME, threads, copies, EMBEDDED_PRECISION).
 # The seam tests fake, as httpx's tests fake its transport.
-RuntimeLoader = Callable[[Path, Literal["auto", "tflite", "tensorflow"], int, int], Runtime]
+RuntimeLoader = Callable[
+    [Path, Literal["auto", "tflite", "tensorflow"], int, int, Precision], Runtime
+]
 # Which version folder to serve, given the model's folder: the newest (the default),
 # or one a request pinned (gateway/fleet.py). Raises FileNotFoundError saying why none.
 VersionChooser = Callable[[Path], int]
@@ -90,7 +93,14 @@ class EmbeddedBackend:
 
     def describe(self) -> dict[str, str]:
         runtime = self._loaded.runtime.name if self._loaded else self._settings.embedded_runtime
-        return {"backend": self.name, "runtime": runtime}
+        # The setting, not the loaded copy: both are the same once a version is loaded,
+        # and int8 never falls back to float32 (runtimes.load_runtime).
+        return {"backend": self.name, "runtime": runtime, "precision": self.precision}
+
+    @property
+    def precision(self) -> str:
+        """The number format the model answers in: float32, or int8 when asked for."""
+        return self._settings.embedded_precision
 
     async def start(self) -> None:
         self._watcher = asyncio.create_task(self._follow_versions())
@@ -203,6 +213,8 @@ class EmbeddedBackend:
         )
         # Library errors may name host paths, so they stay in the log.
         message = f"version {version} could not be loaded ({type(exc).__name__}; see the log)"
+        if isinstance(exc, ModelFileMissing):
+            message = f"version {version} could not be loaded: {exc}"
         return _Failure(version, message, attempts, delay, now + delay)
 
     def _describe(self, failure: _Failure) -> str:
@@ -226,6 +238,7 @@ class EmbeddedBackend:
             settings.embedded_runtime,
             settings.inference_threads,
             settings.batch_concurrency,
+            settings.embedded_precision,
         )
         tensors = runtime.tensors
         runtime.warm(tuple(sorted({1, settings.batch_max_size})))

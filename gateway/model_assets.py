@@ -24,6 +24,7 @@ import orjson
 from gateway.bounded_read import NotARegularFile, read_bounded
 from gateway.golden import (
     GOLDEN_FILENAME,
+    GOLDEN_INT8_FILENAME,
     GoldenAnswer,
     GoldenFileError,
     attach_photo,
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 LABELS_FILE = "assets.extra/labels.txt"
 EXPORT_INFO_FILE = "assets.extra/export_info.json"
 GOLDEN_FILE = f"assets.extra/{GOLDEN_FILENAME}"
+GOLDEN_INT8_FILE = f"assets.extra/{GOLDEN_INT8_FILENAME}"
 # Each file; ImageNet's 1001 labels take about 10 KiB, a golden answer about 25 KiB and
 # its photograph (a 451x300 JPEG) 35 KiB.
 MAX_FILE_BYTES = 1024 * 1024
@@ -82,6 +84,7 @@ class ModelAssets:
     export_info: ExportInfo = field(default_factory=ExportInfo)
     problems: tuple[FileProblem, ...] = ()
     golden: GoldenAnswer | None = None  # None: no golden answer, or a problem with its files
+    golden_int8: GoldenAnswer | None = None  # the int8 copy's, when the version has one
 
     @property
     def trained(self) -> bool | None:
@@ -188,8 +191,9 @@ def read_assets(version_dir: Path, num_classes: int | None = None) -> ModelAsset
         )
         labels = ()
     info = _read_export_info(version_dir, problems)
-    golden = _read_golden(version_dir, num_classes, problems)
-    return ModelAssets(labels, info, tuple(problems), golden)
+    golden = _read_golden(version_dir, num_classes, problems, GOLDEN_FILE)
+    golden_int8 = _read_golden(version_dir, num_classes, problems, GOLDEN_INT8_FILE)
+    return ModelAssets(labels, info, tuple(problems), golden, golden_int8)
 
 
 def _read_labels(version_dir: Path, problems: list[FileProblem]) -> tuple[str, ...]:
@@ -239,21 +243,21 @@ def _read_export_info(version_dir: Path, problems: list[FileProblem]) -> ExportI
 
 
 def _read_golden(
-    version_dir: Path, num_classes: int | None, problems: list[FileProblem]
+    version_dir: Path, num_classes: int | None, problems: list[FileProblem], golden_file: str
 ) -> GoldenAnswer | None:
-    """The golden answer and its photograph, None when there is none or it has a problem."""
-    data = _read_bounded(version_dir / GOLDEN_FILE, GOLDEN_FILE, problems, missing_ok=True)
+    """A golden answer and its photograph, None when there is none or it has a problem."""
+    data = _read_bounded(version_dir / golden_file, golden_file, problems, missing_ok=True)
     if data is None:
         return None
     try:
         expected = parse_expected(data)
     except GoldenFileError as exc:
-        problems.append(FileProblem(GOLDEN_FILE, str(exc)))
+        problems.append(FileProblem(golden_file, str(exc)))
         return None
     if num_classes is not None and len(expected.probabilities) != num_classes:
         problems.append(
             FileProblem(
-                GOLDEN_FILE,
+                golden_file,
                 f"{len(expected.probabilities)} probabilities for the model's {num_classes} "
                 "classes: not this model's answer",
             )

@@ -45,6 +45,8 @@ def prediction_body(
             "name": target.model,
             "version": str(result.version),
             "backend": lane.backend.name,
+            # TF Serving runs the float32 SavedModel export_model.py writes.
+            "precision": lane.backend.describe().get("precision", "float32"),
             "weights": result.assets.weights,
             "weights_source": result.assets.export_info.source,
         },

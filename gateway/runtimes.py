@@ -4,6 +4,11 @@ TensorFlow Lite with XNNPACK ran MobileNetV2 about 4.5 times faster than
 TensorFlow on this project's 2-core machine (README, Performance), so `auto`
 prefers it whenever the version carries `assets.extra/model.tflite`.
 Both are imported only when chosen: the gateway image has neither.
+
+A version exported with `--quantize int8` also carries
+`assets.extra/model_int8.tflite`, a full-integer copy; EMBEDDED_PRECISION=int8
+serves that one instead (TensorFlow Lite only), and nothing else: a version
+without it fails to load, rather than quietly answering in float32.
 """
 
 import os
@@ -19,7 +24,14 @@ from gateway.backend import probabilities_output
 from gateway.metrics import TFLITE_CALLS
 
 TFLITE_FILE = Path("assets.extra") / "model.tflite"
+INT8_TFLITE_FILE = Path("assets.extra") / "model_int8.tflite"
 SIGNATURE = "serving_default"
+
+Precision = Literal["float32", "int8"]
+
+
+class ModelFileMissing(FileNotFoundError):
+    """The version lacks the file the settings ask for; the message names no host path."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class Runtime(Protocol):
     """A loaded model that scores uint8 batches; safe to call from several threads."""
 
     name: str
+    precision: Precision
     tensors: TensorNames
 
     def run(self, images: np.ndarray) -> np.ndarray: ...
@@ -46,9 +59,25 @@ class Runtime(Protocol):
 
 
 def load_runtime(
-    version_dir: Path, choice: Literal["auto", "tflite", "tensorflow"], threads: int, copies: int
+    version_dir: Path,
+    choice: Literal["auto", "tflite", "tensorflow"],
+    threads: int,
+    copies: int,
+    precision: Precision = "float32",
 ) -> Runtime:
-    """Load `version_dir` with the chosen runtime (`auto`: TFLite when its file exists)."""
+    """Load `version_dir` with the chosen runtime (`auto`: TFLite when its file exists).
+
+    precision int8 takes the version's full-integer TFLite copy, whatever `choice`
+    says but `tensorflow` (which the settings refuse together with int8).
+    """
+    if precision == "int8":
+        int8_path = version_dir / INT8_TFLITE_FILE
+        if not int8_path.is_file():
+            raise ModelFileMissing(
+                f"EMBEDDED_PRECISION=int8 needs {INT8_TFLITE_FILE.as_posix()}, which this "
+                "version does not have: export it with export_model.py --quantize int8"
+            )
+        return LiteRuntime(int8_path, threads, copies, precision="int8")
     tflite_path = version_dir / TFLITE_FILE
     if choice == "tflite" or (choice == "auto" and tflite_path.is_file()):
         return LiteRuntime(tflite_path, threads, copies)
@@ -59,6 +88,7 @@ class TensorFlowRuntime:
     """The SavedModel's serving signature, run by TensorFlow (thread-safe as is)."""
 
     name = "tensorflow"
+    precision: Precision = "float32"
 
     def __init__(self, version_dir: Path):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -102,7 +132,8 @@ class LiteRuntime:
 
     name = "tflite"
 
-    def __init__(self, path: Path, threads: int, copies: int):
+    def __init__(self, path: Path, threads: int, copies: int, precision: Precision = "float32"):
+        self.precision = precision
         from ai_edge_litert.interpreter import Interpreter  # only this runtime needs LiteRT
 
         def runner(threads_each: int) -> Any:

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # Embedded backend: TensorFlow Lite (XNNPACK) when the version carries
     # assets.extra/model.tflite, else TensorFlow; or force one.
     embedded_runtime: Literal["auto", "tflite", "tensorflow"] = "auto"
+    # int8: serve the version's full-integer TFLite copy (export_model.py --quantize
+    # int8), which every answer then names; a version without one does not load.
+    embedded_precision: Literal["float32", "int8"] = "float32"
     # TFLite threads: all of them for a call made while the model is idle, an
     # equal share for each of the BATCH_CONCURRENCY calls that overlap.
     inference_threads: PositiveInt = Field(default_factory=available_cpus)
@@ -228,6 +231,15 @@ class Settings(BaseSettings):
         if set(name) == {"."}:
             raise ValueError("MODEL_NAME must name a folder, not '.' or '..'")
         return name
+
+    @model_validator(mode="after")
+    def _check_precision(self) -> "Settings":
+        if self.embedded_precision == "int8" and self.embedded_runtime == "tensorflow":
+            raise ValueError(
+                "EMBEDDED_PRECISION=int8 runs the TensorFlow Lite int8 copy; "
+                "EMBEDDED_RUNTIME=tensorflow has no int8 model (use auto or tflite)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_api_keys_file(self) -> "Settings":

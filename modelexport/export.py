@@ -21,10 +21,12 @@ from modelexport.options import (
     DEFAULT_MODEL_DIR,
     DEFAULT_SEED,
     FaultName,
+    QuantizeName,
     SourceName,
     default_model_name,
 )
 from modelexport.photo_check import PhotoCheck, check_reference_photos
+from modelexport.quantize import INT8_TFLITE_FILENAME, Int8Check, write_int8_tflite
 from modelexport.serving import save_serving_model
 from modelexport.sources import build_network
 from modelexport.tflite import TFLITE_FILENAME, TfliteCheck, write_tflite
@@ -46,6 +48,7 @@ class ExportResult:
     verification: Verification
     warmup_records: int
     tflite: TfliteCheck | None
+    int8: Int8Check | None
     photos: PhotoCheck | None
     golden: GoldenCheck
 
@@ -62,6 +65,7 @@ def export_version(
     seed: int = DEFAULT_SEED,
     tflite: bool = True,
     fault: FaultName | None = None,
+    quantize: QuantizeName | None = None,
 ) -> ExportResult:
     """Write model_dir/model_name/<version> (default: the next free number) and verify it.
 
@@ -74,7 +78,14 @@ def export_version(
     fault (a testing aid, faults.py) writes a deliberately broken version: its golden
     answer is the correct classifier's, its reference photos are not checked, and both
     runtimes must answer the golden photo differently; export_info.json records it.
+
+    quantize "int8" also writes assets.extra/model_int8.tflite (quantize.py), which
+    needs the float TFLite copy to be judged against.
     """
+    if quantize is not None and not tflite:
+        raise ExportError("--quantize int8 writes a TensorFlow Lite copy: drop --no-tflite")
+    if quantize is not None and fault is not None:
+        raise ExportError("--quantize and --fault do not combine: a fault version is a test aid")
     if model_name is None:
         model_name = default_model_name(source)
     if not MODEL_NAME.fullmatch(model_name):
@@ -94,11 +105,19 @@ def export_version(
         extra = staging / ASSETS_EXTRA
         extra.mkdir()
         tflite_check = write_tflite(staging, extra / TFLITE_FILENAME, loaded) if tflite else None
+        int8_check = None
+        if quantize == "int8" and tflite_check is not None:
+            int8_check = write_int8_tflite(
+                loaded, tflite_check.path, extra / INT8_TFLITE_FILENAME, trained=network.trained
+            )
+        int8_file = int8_check.path if int8_check else None
         photos = None
         # A fault's version would fail this check; its golden check shows it answers wrong.
         if network.reference_photos and fault is None:
             tflite_file = tflite_check.path if tflite_check else None
-            photos = check_reference_photos(staging, tflite_file, network.reference_photos, loaded)
+            photos = check_reference_photos(
+                staging, tflite_file, network.reference_photos, loaded, int8_file
+            )
         write_labels(extra / LABELS_FILENAME)
         info = build_export_info(
             model_name=model_name,
@@ -107,6 +126,7 @@ def export_version(
             verification=verification,
             tflite=tflite_check,
             fault=fault,
+            int8=int8_check,
         )
         write_export_info(extra / INFO_FILENAME, info)
         records = write_warmup_requests(extra / WARMUP_FILENAME, model_name)
@@ -114,6 +134,7 @@ def export_version(
         golden = write_golden_answer(
             staging,
             tflite_check.path if tflite_check else None,
+            int8_file=int8_file,
             correct_classifier=None if fault is None else network.classifier,
             fault=fault,
             loaded=loaded,
@@ -126,6 +147,7 @@ def export_version(
         verification=verification,
         warmup_records=records,
         tflite=tflite_check,
+        int8=int8_check,
         photos=photos,
         golden=golden,
     )

@@ -28,7 +28,14 @@ import PIL
 import tensorflow as tf
 
 from gateway.errors import GatewayError
-from gateway.golden import FORMAT, GOLDEN_FILENAME, TOP_K, ExpectedAnswer, GoldenComparison
+from gateway.golden import (
+    FORMAT,
+    GOLDEN_FILENAME,
+    GOLDEN_INT8_FILENAME,
+    TOP_K,
+    ExpectedAnswer,
+    GoldenComparison,
+)
 from gateway.imaging import prepare_image
 from gateway.library_settings import apply_library_settings
 from gateway.model_assets import read_assets
@@ -87,6 +94,7 @@ def write_golden_answer(
     version_dir: Path,
     tflite_file: Path | None,
     *,
+    int8_file: Path | None = None,
     correct_classifier: tf.Module | None = None,
     fault: FaultName | None = None,
     loaded: tf.Module | None = None,
@@ -104,9 +112,11 @@ def write_golden_answer(
         loaded = tf.saved_model.load(str(version_dir))
     signature = loaded.signatures[SIGNATURE_NAME]
     served = {"SavedModel": signature(**{INPUT_NAME: tf.constant(pixels)})[OUTPUT_NAME].numpy()}
+    int8_row = None
     if tflite_file is not None:
         with held_native_stderr():
             served["TFLite"] = run_tflite(tflite_file, pixels)
+            int8_row = None if int8_file is None else run_tflite(int8_file, pixels)[0]
     if correct_classifier is None:
         expected = served["SavedModel"][0]
         how = "this version's SavedModel (serving_default)"
@@ -122,8 +132,15 @@ def write_golden_answer(
     (extra / PHOTO_FILENAME).write_bytes(photo)
     document = build_document(expected, photo, how, served)
     (extra / GOLDEN_FILENAME).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    answer = read_back(version_dir)
+    if int8_row is not None:
+        how = "this version's int8 TensorFlow Lite copy (assets.extra/model_int8.tflite)"
+        int8_document = build_document(int8_row, photo, how, {"TFLite int8": int8_row[None]})
+        text = json.dumps(int8_document, indent=1) + "\n"
+        (extra / GOLDEN_INT8_FILENAME).write_text(text, encoding="utf-8")
+    answer, int8_answer = read_back(version_dir, expect_int8=int8_row is not None)
     answers = {runtime: answer.compare(rows[0]) for runtime, rows in served.items()}
+    if int8_answer is not None and int8_row is not None:
+        answers["TFLite int8"] = int8_answer.compare(int8_row)
     judge(answers, fault)
     return GoldenCheck(answer, read_labels()[answer.top1], answers, fault)
 
@@ -171,13 +188,20 @@ def build_document(
     }
 
 
-def read_back(version_dir: Path) -> ExpectedAnswer:
-    """Read the version's files as the gateway does; refuse the version on any problem."""
+def read_back(
+    version_dir: Path, *, expect_int8: bool = False
+) -> tuple[ExpectedAnswer, ExpectedAnswer | None]:
+    """Read the version's files as the gateway does; refuse the version on any problem.
+
+    Returns the golden answer and, with expect_int8, the int8 copy's.
+    """
     assets = read_assets(version_dir, NUM_CLASSES)
-    if assets.problems or assets.golden is None:
+    missing = assets.golden is None or (expect_int8 and assets.golden_int8 is None)
+    if assets.problems or missing or assets.golden is None:
         found = "; ".join(f"{p.file}: {p.problem}" for p in assets.problems) or "no golden answer"
         raise VerificationFailed(f"the gateway would not read this version cleanly: {found}")
-    return assets.golden.expected
+    int8 = assets.golden_int8.expected if assets.golden_int8 is not None else None
+    return assets.golden.expected, int8
 
 
 def judge(answers: dict[str, GoldenComparison], fault: FaultName | None) -> None:

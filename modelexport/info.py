@@ -10,6 +10,7 @@ from modelexport.contract import SIGNATURE_NAME
 from modelexport.labels import LABELS_PROVENANCE
 from modelexport.network import Network
 from modelexport.options import FaultName
+from modelexport.quantize import Int8Check
 from modelexport.tflite import TfliteCheck
 from modelexport.verify import Verification
 
@@ -22,6 +23,7 @@ def build_export_info(
     verification: Verification,
     tflite: TfliteCheck | None,
     fault: FaultName | None = None,
+    int8: Int8Check | None = None,
     exported_at: datetime | None = None,
 ) -> dict[str, object]:
     """Return the export_info.json fields in the order docs/model-contract.md lists them."""
@@ -39,6 +41,8 @@ def build_export_info(
         "outputs": {name: t.to_json() for name, t in verification.outputs.items()},
         "labels_provenance": LABELS_PROVENANCE,
         "tflite": None if tflite is None else tflite.to_json(),
+        # The full-integer copy (export_model.py --quantize int8); else null.
+        "tflite_int8": None if int8 is None else int8.to_json(),
         "weights_provenance": network.weights_provenance,
         # A deliberately broken version (export_model.py --fault, a testing aid); else null.
         "fault": fault,

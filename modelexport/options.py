@@ -17,6 +17,10 @@ SOURCE_MODEL_NAMES: dict[SourceName, str] = {"efficientnet-lite0": "efficientnet
 FaultName = Literal["broken-preprocessing"]
 FAULTS: tuple[FaultName, ...] = ("broken-preprocessing",)
 
+# Quantised copies export_model.py can add beside the float TFLite one (quantize.py).
+QuantizeName = Literal["int8"]
+QUANTIZATIONS: tuple[QuantizeName, ...] = ("int8",)
+
 DEFAULT_HUB_HANDLE = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5"
 DEFAULT_SEED = 42
 DEFAULT_MODEL_DIR = "models"

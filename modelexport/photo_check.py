@@ -52,10 +52,12 @@ def check_reference_photos(
     tflite_file: Path | None,
     photos: Sequence[ReferencePhoto],
     loaded: tf.Module | None = None,
+    int8_file: Path | None = None,
 ) -> PhotoCheck:
     """Classify photos with both runtimes; raise VerificationFailed unless each top-1 is right.
 
     loaded: saved_model_dir already loaded with tf.saved_model.load, if the caller has it.
+    int8_file: the int8 copy (quantize.py), held to the same photographs.
     """
     batch = photo_batch(photos)
     if loaded is None:
@@ -65,6 +67,8 @@ def check_reference_photos(
     if tflite_file is not None:
         with held_native_stderr():
             outputs["TFLite"] = run_tflite(tflite_file, batch)
+            if int8_file is not None:
+                outputs["TFLite int8"] = run_tflite(int8_file, batch)
     labels = read_labels()
     results = tuple(
         PhotoResult(photo, runtime, rank(probabilities[index], labels))

@@ -2,7 +2,7 @@
 
 `efficientnet_model_dir` is the one to use: a model folder holding version 1 of
 EfficientNet-Lite0 with Google's ImageNet weights, exported once per test session by
-`export_model.py --source efficientnet-lite0` (no network: the weights come from a
+`export_model.py --source efficientnet-lite0 --quantize int8` (no network: the weights come from a
 pinned package in requirements-export.txt). The first test that asks for it pays for
 the export (about 20 s on 2 cores); every later one gets the same folder. The exporter
 has already checked the version before the fixture returns it: the contract's
@@ -13,6 +13,7 @@ coffee.png 968 "espresso" at about 0.90).
     <session tmp>/real-weights0/efficientnet_lite0/     <- the fixture's value
         1/saved_model.pb, variables/
         1/assets.extra/labels.txt, export_info.json, model.tflite, tf_serving_warmup_requests
+        1/assets.extra/model_int8.tflite, golden_answer_int8.json  <- the int8 copy
 
 To serve it, point a gateway or the TF Serving double at it:
 MODEL_BASE_PATH=str(folder.parent), MODEL_NAME=folder.name (that is,
@@ -35,6 +36,7 @@ VERSION_FILES = (
     "assets.extra/labels.txt",
     "assets.extra/export_info.json",
     "assets.extra/model.tflite",
+    "assets.extra/model_int8.tflite",
     "assets.extra/tf_serving_warmup_requests",
 )
 
@@ -50,11 +52,12 @@ class RealWeightsExport:
 
 @pytest.fixture(scope="session")
 def efficientnet_export(tmp_path_factory: pytest.TempPathFactory) -> RealWeightsExport:
-    """Run `export_model.py --source efficientnet-lite0` once, into a session temp folder."""
+    """Run `export_model.py --source efficientnet-lite0 --quantize int8` once, for the session."""
     base = tmp_path_factory.mktemp("real-weights")
     started = time.monotonic()
     # No --model-name: the source's default folder is part of what is being relied on.
-    done = run_cli("--source", "efficientnet-lite0", "--model-dir", base)
+    # With the int8 copy, so one export serves the int8 tests too (about 15 s more).
+    done = run_cli("--source", "efficientnet-lite0", "--quantize", "int8", "--model-dir", base)
     seconds = time.monotonic() - started
     if done.returncode != 0:
         pytest.fail(

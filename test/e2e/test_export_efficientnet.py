@@ -78,9 +78,11 @@ def test_source_writes_version_1_of_its_own_model(efficientnet_model_dir: Path) 
     assert sorted(p.name for p in extra.iterdir()) == [
         "export_info.json",
         "golden_answer.json",
+        "golden_answer_int8.json",
         "golden_photo.jpg",
         "labels.txt",
         "model.tflite",
+        "model_int8.tflite",
         "tf_serving_warmup_requests",
     ]
 

@@ -189,6 +189,7 @@ async def test_predict_returns_the_contract_fields(
         "name": "mobilenet",
         "version": "1",
         "backend": "fake",
+        "precision": "float32",
         "weights": "untrained",
         "weights_source": "random",
     }

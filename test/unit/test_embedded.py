@@ -24,6 +24,7 @@ class FakeRuntime:
     """Scores every image 1.0 on its version's class; `run` may wait for a partner call."""
 
     name = "fake"
+    precision = "float32"
 
     def __init__(self, version: int, rendezvous: threading.Barrier | None = None):
         self.tensors = TensorNames("images", "probabilities", (2, 2), 4)
@@ -50,7 +51,9 @@ class FakeLoader:
         self.started: dict[int, threading.Event] = {}
         self.rendezvous: threading.Barrier | None = None
 
-    def __call__(self, version_dir: Path, choice: str, threads: int, copies: int) -> Runtime:
+    def __call__(
+        self, version_dir: Path, choice: str, threads: int, copies: int, precision: str
+    ) -> Runtime:
         version = int(version_dir.name)
         self.attempts.setdefault(version, []).append(time.monotonic())
         self.started.setdefault(version, threading.Event()).set()
