@@ -17,9 +17,9 @@ would a single prediction.
 import logging
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -32,7 +32,7 @@ from gateway.fleet import Fleet
 from gateway.lanes import Lane
 from gateway.pipeline import Classification
 from gateway.prediction_body import prediction_body
-from gateway.prediction_query import PredictionQuery
+from gateway.prediction_query import PredictionQueryDep
 from gateway.problems import documented, problem_document, record_partial_outcome
 from gateway.request_bodies import BATCH_BODY
 from gateway.responses import json_response
@@ -71,7 +71,7 @@ async def predict_batch(
     settings: SettingsDep,
     fleet: FleetDep,
     traffic: TrafficDep,
-    query: Annotated[PredictionQuery, Depends()],
+    query: PredictionQueryDep,
 ) -> Response:
     started = time.perf_counter()
     planned = query.plan(request, settings, fleet, traffic)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ctypes
 import math
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -176,27 +177,44 @@ class DecodeBudget:
 
     First come, first served: a large decode at the head of the queue is not
     overtaken by smaller ones behind it, so it cannot starve.
+
+    Waiting happens on the event loop; `try_acquire` and `release_from_thread`
+    also work from a decoding thread, so an upload that finds room decodes in the
+    same thread hop that read its header, and gives its bytes back without waking
+    the loop unless someone waits (gateway/pipeline.py). One lock guards the
+    count and the queue, so a release from a thread never misses a waiter that
+    was queuing meanwhile.
     """
 
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
         self._available = capacity_bytes
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._lock = threading.Lock()
 
     @property
     def in_use(self) -> int:
         """Bytes held by admitted decodes."""
         return self.capacity - self._available
 
+    def try_acquire(self, weight: int) -> bool:
+        """Hold `weight` bytes if they are free and nobody is in line; from any thread."""
+        with self._lock:
+            if self._waiters or weight > self._available:
+                return False
+            self._available -= weight
+            return True
+
     async def acquire(self, weight: int, deadline: float | None = None) -> None:
         """Hold `weight` bytes, waiting in line; TimeoutError when `deadline` comes first."""
         if weight > self.capacity:
             raise ValueError(f"{weight} bytes can never fit in {self.capacity}")
-        if not self._waiters and weight <= self._available:
-            self._available -= weight
-            return
-        waiter = (weight, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
+        with self._lock:
+            if not self._waiters and weight <= self._available:
+                self._available -= weight
+                return
+            waiter = (weight, asyncio.get_running_loop().create_future())
+            self._waiters.append(waiter)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             async with asyncio.timeout(remaining):
@@ -205,19 +223,30 @@ class DecodeBudget:
             if waiter[1].done() and not waiter[1].cancelled():
                 self.release(weight)  # granted as the wait ended: give it back
             else:
-                with contextlib.suppress(ValueError):
+                with self._lock, contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
                 self._grant()  # the head may have left: those behind it may fit
             raise
 
     def release(self, weight: int) -> None:
-        """Give back `weight` bytes and admit whoever now fits, in order."""
-        self._available += weight
+        """Give back `weight` bytes and admit whoever now fits, in order (on the loop)."""
+        with self._lock:
+            self._available += weight
         self._grant()
 
+    def release_from_thread(self, weight: int, loop: asyncio.AbstractEventLoop) -> None:
+        """Give back `weight` bytes from another thread; wake `loop` only if someone waits."""
+        with self._lock:
+            self._available += weight
+            waiting = bool(self._waiters)
+        if waiting:
+            with contextlib.suppress(RuntimeError):  # the loop has closed at shutdown
+                loop.call_soon_threadsafe(self._grant)
+
     def _grant(self) -> None:
-        while self._waiters and self._waiters[0][0] <= self._available:
-            weight, future = self._waiters.popleft()
-            if not future.done():
-                self._available -= weight
-                future.set_result(None)
+        with self._lock:
+            while self._waiters and self._waiters[0][0] <= self._available:
+                weight, future = self._waiters.popleft()
+                if not future.done():
+                    self._available -= weight
+                    future.set_result(None)

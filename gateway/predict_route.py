@@ -10,7 +10,7 @@ how the target was chosen.
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, File, Request, UploadFile
 from starlette.responses import Response
 
 from gateway import metrics, paths, tracing
@@ -21,7 +21,7 @@ from gateway.fleet import Fleet
 from gateway.lanes import Lane
 from gateway.pipeline import Classification
 from gateway.prediction_body import prediction_body
-from gateway.prediction_query import PredictionQuery
+from gateway.prediction_query import PredictionQueryDep
 from gateway.problems import documented
 from gateway.raw_upload import is_raw_upload, raw_filename, read_raw_body
 from gateway.request_bodies import PREDICT_BODY
@@ -54,7 +54,7 @@ async def predict(
     settings: SettingsDep,
     fleet: FleetDep,
     traffic: TrafficDep,
-    query: Annotated[PredictionQuery, Depends()],
+    query: PredictionQueryDep,
     # Optional here so a raw body reaches the handler; a request with neither is
     # answered 422 missing_file below, as FastAPI answered before.
     file: Annotated[UploadFile | None, File(include_in_schema=False)] = None,

@@ -47,6 +47,7 @@ def test_predict_returns_the_contract_fields(any_gateway: Process, cat_jpeg: byt
         "name": "mobilenet",
         "version": "1",
         "backend": any_gateway.env["INFERENCE_BACKEND"],
+        "precision": "float32",
         "weights": "untrained",
         "weights_source": "random",
     }
