@@ -12,7 +12,7 @@ MODEL_DIR ?= models
 MODEL_NAME ?= $(if $(filter efficientnet-lite0,$(MODEL_SOURCE)),efficientnet_lite0,mobilenet)
 PORT ?= 8000
 
-.PHONY: help venv export run test test-fast test-stack lint bench bench-compare bench-replicas profile lock protos clean demo-rollout
+.PHONY: help venv export run test test-fast test-stack lint bench bench-table bench-compare bench-replicas profile lock protos clean demo-rollout
 
 help:
 	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none);"
@@ -25,6 +25,7 @@ help:
 	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random)"
 	@echo "make lint     ruff and mypy"
 	@echo "make bench    measure throughput and latency (see README)"
+	@echo "make bench-table  the README's benchmark table: both models, float32 and int8, in one run"
 	@echo "make profile  where a gateway's CPU goes under load, sampled with py-spy (BACKEND=embedded|tfserving)"
 	@echo "make bench-compare  every figure of two runs (A=... B=..., or the two newest), noise marked"
 	@echo "make bench-replicas  throughput through nginx with one, two and three gateway replicas"
@@ -77,6 +78,17 @@ test-stack: venv
 bench: venv
 	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
 	$(BIN)/python -m bench --model-dir $(MODEL_DIR) --model-name $(MODEL_NAME)
+
+# The README's benchmark table in one run (about 7 minutes): MobileNetV2 with random
+# weights and EfficientNet-Lite0 with real ones, each float32 and int8 (exported with
+# --quantize int8 when missing), ceilings measured in the same run.
+TABLE_MODELS ?= $(MODEL_DIR)/mobilenet $(MODEL_DIR)/efficientnet_lite0
+bench-table: venv
+	@ls -d $(MODEL_DIR)/mobilenet/[0-9]* >/dev/null 2>&1 || $(BIN)/python export_model.py \
+		--source random --model-dir $(MODEL_DIR) --model-name mobilenet --quantize int8
+	@ls -d $(MODEL_DIR)/efficientnet_lite0/[0-9]* >/dev/null 2>&1 || $(BIN)/python export_model.py \
+		--source efficientnet-lite0 --model-dir $(MODEL_DIR) --quantize int8
+	$(BIN)/python -m bench.table $(foreach model,$(TABLE_MODELS),--model $(model))
 
 # py-spy on a gateway under the benchmark's load (as root, or with CAP_SYS_PTRACE).
 BACKEND ?= embedded

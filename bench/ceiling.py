@@ -4,6 +4,10 @@ Each runtime is measured in a child process of its own (`python -m bench.ceiling
 so the runtimes' thread pools stay apart and the benchmark process, which then
 runs the load generator, never carries TensorFlow's heap and threads. The child
 writes its results as JSON to `--out`.
+
+`precision` picks the TFLite copy: float32 is `model.tflite`, int8 the
+full-integer `model_int8.tflite` that `export_model.py --quantize int8` adds
+(gateway/runtimes.py, as EMBEDDED_PRECISION picks it); TensorFlow has no int8 copy.
 """
 
 import argparse
@@ -24,7 +28,13 @@ from bench.stats import Measurement, summarise
 from bench.watch import DISTURBED_CORES, busy_cpu_seconds
 from gateway.imaging import prepare_image
 from gateway.library_settings import apply_library_settings
-from gateway.runtimes import TFLITE_FILE, LiteRuntime, TensorFlowRuntime
+from gateway.runtimes import (
+    INT8_TFLITE_FILE,
+    TFLITE_FILE,
+    LiteRuntime,
+    Precision,
+    TensorFlowRuntime,
+)
 
 RuntimeName = Literal["tensorflow", "tflite"]
 BATCHES = (1, 4, 8, 16)
@@ -71,12 +81,18 @@ def measure_runtime(
     warmup_s: float,
     retries: int,
     setups: tuple[Setup, ...] | None = None,
+    precision: Precision = "float32",
 ) -> list[dict[str, Any]]:
     """Every setup of `runtime` (or just `setups`) at every batch size; one JSON-ready row each."""
+    if precision == "int8" and runtime != "tflite":
+        raise ValueError("the int8 copy is a TFLite file: measure it with runtime tflite")
     rows: list[dict[str, Any]] = []
     shared = TensorFlowRuntime(version_dir) if runtime == "tensorflow" else None
+    tflite_file = INT8_TFLITE_FILE if precision == "int8" else TFLITE_FILE
     for setup in setups or SETUPS[runtime]:
-        model = shared or LiteRuntime(version_dir / TFLITE_FILE, setup.threads, setup.copies)
+        model = shared or LiteRuntime(
+            version_dir / tflite_file, setup.threads, setup.copies, precision=precision
+        )
         width, height = model.tensors.image_size
         pixels = prepare_image(CAT_JPEG.read_bytes(), (width, height), 10**8).pixels
         for batch in batches:
@@ -153,6 +169,7 @@ def run_child(
     retries: int,
     out: Path,
     setup: Setup | None = None,
+    precision: Precision = "float32",
 ) -> dict[str, Any]:
     """Measure `runtime` (every setup, or one) in a fresh process; its rows, or an `error`."""
     args = [
@@ -176,6 +193,8 @@ def run_child(
     ]
     if setup is not None:
         args += ["--setup", str(SETUPS[runtime].index(setup))]
+    if precision != "float32":  # the child's default: the float copy
+        args += ["--precision", precision]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     root = Path(__file__).resolve().parent.parent
     try:
@@ -202,16 +221,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retries", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--setup", type=int, help="only this setup (its index in SETUPS)")
+    parser.add_argument("--precision", choices=("float32", "int8"), default="float32")
     args = parser.parse_args(argv)
     batches = tuple(int(part) for part in args.batches.split(","))
     setups = None if args.setup is None else (SETUPS[args.runtime][args.setup],)
     apply_library_settings()  # the input is prepared by the gateway's own pipeline
     loading = time.perf_counter()
     rows = measure_runtime(
-        args.version_dir, args.runtime, batches, args.duration, args.warmup, args.retries, setups
+        args.version_dir,
+        args.runtime,
+        batches,
+        args.duration,
+        args.warmup,
+        args.retries,
+        setups,
+        args.precision,
     )
     result = {
         "runtime": args.runtime,
+        "precision": args.precision,
         "rows": rows,
         "seconds": round(time.perf_counter() - loading, 1),
     }

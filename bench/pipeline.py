@@ -86,7 +86,7 @@ def run_pipeline(plan: Plan, uploads: dict[str, Upload], naive: bool, full: bool
         if naive:
             with _running(start_naive(double, plan.model_dir, plan.logs)) as baseline:
                 rows.append(
-                    _measure(
+                    measure_row(
                         plan,
                         "naive",
                         None,
@@ -108,7 +108,7 @@ def _measure_all(
     uploads: dict[str, Upload],
 ) -> list[dict[str, Any]]:
     return [
-        _measure(plan, name, runtime, gateway, served, upload, concurrency)
+        measure_row(plan, name, runtime, gateway, served, upload, concurrency)
         for upload in uploads.values()
         for concurrency in CONCURRENCIES
     ]
@@ -123,12 +123,12 @@ def _measure_encodings(
     upload: Upload,
 ) -> list[dict[str, Any]]:
     return [
-        _measure(plan, name, runtime, gateway, served, upload, concurrency, encoding)
+        measure_row(plan, name, runtime, gateway, served, upload, concurrency, encoding)
         for encoding, concurrency in ENCODINGS
     ]
 
 
-def _measure(
+def measure_row(
     plan: Plan,
     name: str,
     runtime: str | None,
