@@ -22,7 +22,7 @@ help:
 	@echo "make test-fast  lint, then every test but the end-to-end ones (no gateway, double or export)"
 	@echo "make test-stack  the end-to-end suite test/stack: against STACK_GATEWAY_URL, or a stack it starts"
 	@echo "make protos   regenerate gateway/tfserving/protos/ from protos/*.proto"
-	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random)"
+	@echo "make export   write a new model version (MODEL_SOURCE=hub|efficientnet-lite0|random; QUANTIZE=int8 adds the int8 copy)"
 	@echo "make lint     ruff and mypy"
 	@echo "make bench    measure throughput and latency (see README)"
 	@echo "make bench-table  the README's benchmark table: both models, float32 and int8, in one run"
@@ -45,7 +45,7 @@ venv: $(BIN)/.installed
 
 export: venv
 	$(BIN)/python export_model.py --source $(MODEL_SOURCE) \
-		--model-dir $(MODEL_DIR) --model-name $(MODEL_NAME)
+		--model-dir $(MODEL_DIR) --model-name $(MODEL_NAME) $(if $(QUANTIZE),--quantize $(QUANTIZE))
 
 # export_model.py's advice names --source options; a make user passes them as MODEL_SOURCE.
 OFFLINE_HINT := { echo "Without TF Hub: make run MODEL_SOURCE=efficientnet-lite0" >&2; exit 1; }

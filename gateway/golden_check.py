@@ -156,7 +156,8 @@ class GoldenChecker:
             return GoldenResult(model, version, None, detail, now)
         comparison = golden.expected.compare(answer.probabilities)
         if comparison.agrees:
-            detail = f"the golden photograph's answer matches (L1 {comparison.l1:.4f})"
+            whose = "the int8 copy's golden answer" if int8 else "the golden answer"
+            detail = f"the golden photograph's answer matches {whose} (L1 {comparison.l1:.4f})"
             return GoldenResult(model, version, True, detail, now, comparison.l1)
         reason = comparison.reason or "it answers differently"
         return GoldenResult(model, version, False, reason, now, comparison.l1)

@@ -67,15 +67,16 @@ def load_runtime(
 ) -> Runtime:
     """Load `version_dir` with the chosen runtime (`auto`: TFLite when its file exists).
 
-    precision int8 takes the version's full-integer TFLite copy, whatever `choice`
-    says but `tensorflow` (which the settings refuse together with int8).
+    precision int8 takes the version's int8 TFLite copy, with `choice` auto or tflite
+    (the settings refuse int8 with tensorflow).
     """
     if precision == "int8":
         int8_path = version_dir / INT8_TFLITE_FILE
         if not int8_path.is_file():
             raise ModelFileMissing(
                 f"EMBEDDED_PRECISION=int8 needs {INT8_TFLITE_FILE.as_posix()}, which this "
-                "version does not have: export it with export_model.py --quantize int8"
+                "version does not have: export a version with it (export_model.py --quantize "
+                "int8; --version N --force rewrites this one)"
             )
         return LiteRuntime(int8_path, threads, copies, precision="int8")
     tflite_path = version_dir / TFLITE_FILE

@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     # Embedded backend: TensorFlow Lite (XNNPACK) when the version carries
     # assets.extra/model.tflite, else TensorFlow; or force one.
     embedded_runtime: Literal["auto", "tflite", "tensorflow"] = "auto"
-    # int8: serve the version's full-integer TFLite copy (export_model.py --quantize
-    # int8), which every answer then names; a version without one does not load.
+    # int8: the embedded backend serves the version's int8 TFLite copy (export_model.py
+    # --quantize int8), which every answer then names; a version without one does not
+    # load. For every model and version the process serves.
     embedded_precision: Literal["float32", "int8"] = "float32"
     # TFLite threads: all of them for a call made while the model is idle, an
     # equal share for each of the BATCH_CONCURRENCY calls that overlap.
@@ -234,6 +235,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_precision(self) -> "Settings":
+        if self.embedded_precision == "int8" and self.inference_backend != "embedded":
+            raise ValueError(
+                "EMBEDDED_PRECISION=int8 needs INFERENCE_BACKEND=embedded: TF Serving serves "
+                "the float32 SavedModel"
+            )
         if self.embedded_precision == "int8" and self.embedded_runtime == "tensorflow":
             raise ValueError(
                 "EMBEDDED_PRECISION=int8 runs the TensorFlow Lite int8 copy; "

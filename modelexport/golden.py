@@ -18,6 +18,7 @@ both of its runtimes answer the photograph differently.
 """
 
 import hashlib
+import importlib.metadata
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,10 @@ def write_golden_answer(
     document = build_document(expected, photo, how, served)
     (extra / GOLDEN_FILENAME).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     if int8_row is not None:
-        how = "this version's int8 TensorFlow Lite copy (assets.extra/model_int8.tflite)"
+        how = (
+            "this version's int8 TensorFlow Lite copy (assets.extra/model_int8.tflite), "
+            f"run by LiteRT {litert_version()}"
+        )
         int8_document = build_document(int8_row, photo, how, {"TFLite int8": int8_row[None]})
         text = json.dumps(int8_document, indent=1) + "\n"
         (extra / GOLDEN_INT8_FILENAME).write_text(text, encoding="utf-8")
@@ -186,6 +190,11 @@ def build_document(
             for runtime, rows in served.items()
         },
     }
+
+
+def litert_version() -> str:
+    """The installed LiteRT's version: it, not TensorFlow, computes the int8 answer."""
+    return importlib.metadata.version("ai-edge-litert")
 
 
 def read_back(

@@ -6,8 +6,8 @@ noise or drawings, and the benchmark wants photographs of different subjects. Ev
 photograph here comes out of a PyPI package under CC0, CC-BY or a public-domain release;
 photos/library/IMAGES.md records each one's source, checksum, creator and licence.
 
-Only Pillow is imported (no TensorFlow), so the gateway image and the benchmark can use
-the library too.
+Only Pillow is imported (no TensorFlow), so the benchmark (bench/photos.py) can read the
+library without the export dependencies.
 """
 
 from dataclasses import dataclass

@@ -118,7 +118,8 @@ def quantize(loaded: tf.Module) -> bytes:
 
 
 def check_integer_only(path: Path) -> None:
-    """Refuse a file holding float tensors but its two ends (input cast, softmax) and output."""
+    """Refuse a file holding float tensors but the input's cast, the dequantised logits the
+    float softmax reads, and the output."""
     interpreter = Interpreter(model_path=str(path))
     output = interpreter.get_signature_runner(SIGNATURE_NAME).get_output_details()[OUTPUT_NAME]
     floats = [

@@ -71,7 +71,7 @@ async def test_a_version_that_answers_as_exported_passes(
     await lane.close()
     assert result is not None
     assert (result.model, result.version, result.passed) == (MODEL_NAME, 11, True)
-    assert result.detail.startswith("the golden photograph's answer matches (L1 ")
+    assert result.detail.startswith("the golden photograph's answer matches the golden answer (L1 ")
     assert result.l1 is not None
     assert result.l1 < 1e-5
     assert len(backend.batches) == 1

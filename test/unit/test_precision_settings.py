@@ -15,7 +15,18 @@ def test_float32_is_the_default() -> None:
 
 def test_int8_with_the_tensorflow_runtime_is_refused_with_the_reason() -> None:
     with pytest.raises(ValidationError, match="EMBEDDED_RUNTIME=tensorflow has no int8 model"):
-        Settings(embedded_precision="int8", embedded_runtime="tensorflow")
+        Settings(
+            inference_backend="embedded", embedded_precision="int8", embedded_runtime="tensorflow"
+        )
+
+
+def test_int8_in_front_of_tf_serving_is_refused_not_ignored() -> None:
+    """TF Serving serves the float32 SavedModel: int8 there would be a setting that lies."""
+    with pytest.raises(ValidationError, match="needs INFERENCE_BACKEND=embedded"):
+        Settings(inference_backend="tfserving", embedded_precision="int8")
+    assert Settings(inference_backend="embedded", embedded_precision="int8").embedded_precision == (
+        "int8"
+    )
 
 
 def test_an_unknown_precision_is_refused() -> None:
