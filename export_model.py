@@ -133,6 +133,10 @@ def resolve_source(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             parser.error(f"{flag} does not apply to --source {source}")
     if source == "keras-weights" and args.weights is None:
         parser.error("--source keras-weights needs --weights FILE")
+    if args.quantize and args.no_tflite:
+        parser.error("--quantize int8 writes a TensorFlow Lite copy: drop --no-tflite")
+    if args.quantize and args.fault:
+        parser.error("--quantize and --fault do not combine: a fault version is a test aid")
     return cast(SourceName, source)
 
 

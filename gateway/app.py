@@ -69,6 +69,9 @@ def create_app(
             max_workers=settings.preprocess_threads, thread_name_prefix="preprocess"
         )
         budget = DecodeBudget(settings.decode_memory_budget_mb * MIB)
+        # Read at scrape time: set from several decoding threads, a gauge could keep a
+        # stale value written last by a thread that read the count earlier.
+        metrics.DECODE_MEMORY_RESERVED.set_function(lambda: budget.in_use)
         fleet = Fleet(settings, executor, budget, config_file, lane_backend, backend)
         await fleet.start()
         app.state.settings = settings

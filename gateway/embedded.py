@@ -27,7 +27,7 @@ import numpy as np
 
 from gateway.backend import BatchPrediction, ModelSignature, ModelStatus
 from gateway.errors import BackendError, BackendUnavailable
-from gateway.runtimes import ModelFileMissing, Precision, Runtime, load_runtime
+from gateway.runtimes import ModelFileProblem, Precision, Runtime, load_runtime
 from gateway.serving_documents import metadata_document, status_document
 from gateway.settings import Settings
 
@@ -213,7 +213,7 @@ class EmbeddedBackend:
         )
         # Library errors may name host paths, so they stay in the log.
         message = f"version {version} could not be loaded ({type(exc).__name__}; see the log)"
-        if isinstance(exc, ModelFileMissing):
+        if isinstance(exc, ModelFileProblem):
             message = f"version {version} could not be loaded: {exc}"
         return _Failure(version, message, attempts, delay, now + delay)
 

@@ -120,12 +120,17 @@ class GoldenAnswer:
     expected: ExpectedAnswer
 
 
-def attach_photo(expected: ExpectedAnswer, photo: bytes) -> GoldenAnswer:
-    """Pair the photograph with its answer; raise GoldenFileError unless the SHA-256 matches."""
+def attach_photo(
+    expected: ExpectedAnswer, photo: bytes, recorded_in: str = GOLDEN_FILENAME
+) -> GoldenAnswer:
+    """Pair the photograph with its answer; raise GoldenFileError unless the SHA-256 matches.
+
+    recorded_in: the golden file whose record is compared (its name goes in the message).
+    """
     digest = hashlib.sha256(photo).hexdigest()
     if digest != expected.photo_sha256:
         raise GoldenFileError(
-            f"sha256 {digest} is not the {expected.photo_sha256} {GOLDEN_FILENAME} records: "
+            f"sha256 {digest} is not the {expected.photo_sha256} {recorded_in} records: "
             "a corrupt copy"
         )
     return GoldenAnswer(photo, expected)

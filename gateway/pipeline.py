@@ -178,19 +178,17 @@ class Classifier:
                 "Other uploads hold the decode memory budget (DECODE_MEMORY_BUDGET_MB) "
                 "and none was freed within this request's deadline; retry shortly."
             ) from None
-        metrics.DECODE_MEMORY_RESERVED.set(self._budget.in_use)
 
         def release(_: Future[PreparedImage]) -> None:
             # The memory is in use until the thread is done, even once this
             # request has stopped waiting for it (deadline, client gone).
             self._budget.release_from_thread(cost.bytes, loop)
-            metrics.DECODE_MEMORY_RESERVED.set(self._budget.in_use)
 
         max_pixels = self._settings.max_image_pixels
         try:
             future = self._executor.submit(_decode, data, size, max_pixels, deadline, cost)
         except BaseException:
-            self._release(cost.bytes)
+            self._budget.release(cost.bytes)
             raise
         future.add_done_callback(release)
         return await asyncio.wrap_future(future)
@@ -211,13 +209,11 @@ class Classifier:
         self._latest_start(cost, deadline)  # refuses what could not finish in time
         if not self._budget.try_acquire(cost.bytes):
             return cost
-        metrics.DECODE_MEMORY_RESERVED.set(self._budget.in_use)
         try:
             return _decode(data, size, max_pixels, deadline, cost)
         finally:
             # Here, not on the loop: the loop is woken only if an upload waits in line.
             self._budget.release_from_thread(cost.bytes, loop)
-            metrics.DECODE_MEMORY_RESERVED.set(self._budget.in_use)
 
     def _latest_start(self, cost: DecodeCost, deadline: float | None) -> float | None:
         """When the decode must start by to end before deadline; raise if that is past or
@@ -233,10 +229,6 @@ class Classifier:
         if latest_start is not None and time.monotonic() >= latest_start:
             raise DeadlineExceeded("Too little of the request's deadline is left to decode.")
         return latest_start
-
-    def _release(self, weight: int) -> None:
-        self._budget.release(weight)
-        metrics.DECODE_MEMORY_RESERVED.set(self._budget.in_use)
 
 
 def _decode(

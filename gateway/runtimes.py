@@ -30,8 +30,13 @@ SIGNATURE = "serving_default"
 Precision = Literal["float32", "int8"]
 
 
-class ModelFileMissing(FileNotFoundError):
-    """The version lacks the file the settings ask for; the message names no host path."""
+class ModelFileProblem(Exception):
+    """A model file the version cannot be served from; the message names no host path,
+    so /health can show it."""
+
+
+class ModelFileMissing(ModelFileProblem, FileNotFoundError):
+    """The version lacks the file the settings ask for."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,17 @@ class LiteRuntime:
         if input_detail["dtype"] != np.uint8:
             raise ValueError(f"input {input_name!r} is {input_detail['dtype']}; expected uint8")
         output_name = probabilities_output(outputs)
+        if outputs[output_name]["dtype"] != np.float32:
+            # A uint8 or int8 output would be ranked as numbers that wrap around.
+            raise ModelFileProblem(
+                f"{path.name} answers {output_name!r} as {np.dtype(outputs[output_name]['dtype'])}"
+                ", not float32 probabilities"
+            )
+        if precision == "int8" and not any(
+            tensor["dtype"] == np.int8 for tensor in probe.get_tensor_details()
+        ):
+            # A float copy under the int8 name would be served and labelled int8.
+            raise ModelFileProblem(f"{path.name} holds no int8 tensor: it is not an int8 model")
         _, height, width, _ = (int(n) for n in input_detail["shape"])
         classes = int(outputs[output_name]["shape"][-1])
         self.tensors = TensorNames(input_name, output_name, (width, height), classes)

@@ -26,6 +26,7 @@ from modelexport.options import (
     default_model_name,
 )
 from modelexport.photo_check import PhotoCheck, check_reference_photos
+from modelexport.photo_library import check_library
 from modelexport.quantize import INT8_TFLITE_FILENAME, Int8Check, write_int8_tflite
 from modelexport.serving import save_serving_model
 from modelexport.sources import build_network
@@ -86,6 +87,8 @@ def export_version(
         raise ExportError("--quantize int8 writes a TensorFlow Lite copy: drop --no-tflite")
     if quantize is not None and fault is not None:
         raise ExportError("--quantize and --fault do not combine: a fault version is a test aid")
+    if quantize is not None:
+        check_library()  # before the slow part: calibration needs every photograph
     if model_name is None:
         model_name = default_model_name(source)
     if not MODEL_NAME.fullmatch(model_name):

@@ -16,6 +16,8 @@ from typing import Literal
 
 from PIL import Image
 
+from modelexport.errors import ExportError
+
 PHOTOS_DIR = Path(__file__).with_name("photos")
 LIBRARY_DIR = PHOTOS_DIR / "library"
 
@@ -81,3 +83,13 @@ def load_rgb(photo: LibraryPhoto) -> Image.Image:
     """Return the photograph decoded as RGB (grey ones converted), its file closed."""
     with Image.open(photo.file) as image:
         return image.convert("RGB")
+
+
+def check_library() -> None:
+    """Raise ExportError naming every photograph of the library that is missing."""
+    missing = [photo.name for photo in LIBRARY_PHOTOS if not photo.file.is_file()]
+    if missing:
+        raise ExportError(
+            f"the photo library ({LIBRARY_DIR}) lacks {', '.join(missing)}: the int8 copy is "
+            "calibrated and judged on these photographs; restore them from the repository"
+        )
