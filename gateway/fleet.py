@@ -83,7 +83,7 @@ class Fleet:
         in_process = settings.inference_backend == "embedded"
         if not in_process and catalog is None:
             catalog = TFServingCatalog(settings)
-        self.served = ServedVersions(catalog, config_file is not None)
+        self.served = ServedVersions(catalog, config_file is not None, lambda: self._lanes.values())
         default = Target(settings.model_name)
         entry = self._models.models[settings.model_name]
         pinned = settings.tf_serving_version is not None or bool(settings.tf_serving_version_label)

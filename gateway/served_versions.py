@@ -1,12 +1,17 @@
 """What each model serves now: version folders kept by its policy here, or TF Serving's list.
 
+In-process, as with TF Serving's availability-preserving loads, a version a lane
+following the newest still answers with stays served while a newer one is loading
+or failing to load: its version can still be asked for, and /models lists it
+AVAILABLE beside the newer one (END, with the lane's reason, when that load failed).
+
 The fleet (gateway/fleet.py) asks before it opens a lane, and when it looks for
 lanes to open or retire; /models asks to list versions and labels. In-process,
 a label names a version through the config file; with TF Serving, a label is
 whatever TF Serving resolves it to, read from its metadata.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from gateway.backend import ModelSignature
 from gateway.embedded import version_folders
@@ -20,9 +25,15 @@ from gateway.tfserving.catalog import LISTING_TTL_SECONDS, TFServingCatalog, Ver
 class ServedVersions:
     """Answers "is it served?" for versions and labels, in-process or on TF Serving."""
 
-    def __init__(self, catalog: TFServingCatalog | None, from_config_file: bool):
+    def __init__(
+        self,
+        catalog: TFServingCatalog | None,
+        from_config_file: bool,
+        lanes: Callable[[], Iterable[Lane]] = tuple,
+    ):
         self._catalog = catalog  # None: in-process
         self._from_config_file = from_config_file
+        self._lanes = lanes  # the fleet's lanes now (in-process: who still serves what)
 
     @property
     def in_process(self) -> bool:
@@ -38,7 +49,8 @@ class ServedVersions:
             return await self._catalog.versions(entry.name)
         states = []
         lanes = list(lanes)
-        for version in self.on_disk(entry):
+        failed = await self._failed_loads(entry, lanes)
+        for version in self.served_here(entry):
             state = "START"  # served by the policy; no lane has loaded it yet
             for lane in lanes:
                 if lane.target.model == entry.name and lane.backend.served_version() == version:
@@ -46,7 +58,10 @@ class ServedVersions:
                     break
                 if lane.target == Target(entry.name, version=version):
                     state = (await lane.backend.status()).state
-            states.append(VersionState(version, state))
+            if state == "START" and version in failed:
+                states.append(VersionState(version, "END", failed[version]))
+            else:
+                states.append(VersionState(version, state))
         return states
 
     async def labels(self, entry: ModelEntry) -> dict[str, int | None]:
@@ -93,7 +108,7 @@ class ServedVersions:
     async def check_version(self, entry: ModelEntry, version: int) -> None:
         """Return if `version` is served now; 404 naming those that are, 503 while it loads."""
         if self._catalog is None:
-            served = self.on_disk(entry)
+            served = self.served_here(entry)
             if version not in served:
                 raise UnknownVersion(_no_such_version(entry.name, version, served))
             return
@@ -112,11 +127,45 @@ class ServedVersions:
         except FileNotFoundError:
             return []
 
+    def served_here(self, entry: ModelEntry) -> list[int]:
+        """What `entry` serves in-process, highest first: the folders its policy serves,
+        and any older version a following lane keeps answering with."""
+        kept = {
+            version
+            for lane in self._following(entry, self._lanes())
+            if (version := lane.backend.served_version()) is not None
+        }
+        return sorted(set(self.on_disk(entry)) | kept, reverse=True)
+
+    @staticmethod
+    def _following(entry: ModelEntry, lanes: Iterable[Lane]) -> list[Lane]:
+        """The lanes of `entry` that name no version: they follow its newest (or `stable`).
+
+        Only these keep a version served: a lane pinned to a version must not keep
+        itself from being retired."""
+        return [
+            lane
+            for lane in lanes
+            if lane.target.model == entry.name
+            and lane.target.version is None
+            and lane.target.label is None
+        ]
+
+    async def _failed_loads(self, entry: ModelEntry, lanes: Iterable[Lane]) -> dict[int, str]:
+        """Versions a following lane tried and failed to load, with its reason."""
+        failed: dict[int, str] = {}
+        for lane in self._following(entry, lanes):
+            document = (await lane.backend.status()).document or {}
+            for item in document.get("model_version_status", []):
+                if item.get("state") == "END" and item.get("status", {}).get("error_message"):
+                    failed[int(item["version"])] = item["status"]["error_message"]
+        return failed
+
     async def now(self, entry: ModelEntry) -> tuple[set[int], set[int]] | None:
         """(AVAILABLE versions, versions not yet END) of `entry`; None when it cannot be known."""
         if self._catalog is None:
-            on_disk = set(self.on_disk(entry))
-            return on_disk, on_disk
+            served = set(self.served_here(entry))
+            return served, served
         try:
             listed = await self._catalog.versions(entry.name)
         except BackendUnavailable:

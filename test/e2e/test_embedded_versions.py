@@ -126,6 +126,15 @@ def test_a_version_incomplete_when_first_seen_is_loaded_once_complete(
             "status": {"error_code": "OK", "error_message": ""},
         }
         assert load.versions == {1}
+        # As TF Serving keeps it, version 1 is still served: asked for by number, and
+        # listed beside the failed version 2 with its reason.
+        pinned = post_image(front.url, cat_jpeg, version=1)
+        assert pinned.status_code == 200, pinned.text
+        assert int(pinned.json()["model"]["version"]) == 1
+        (listed,) = httpx.get(f"{front.url}/models").json()["models"]
+        states = [(item["version"], item["state"]) for item in listed["versions"]]
+        assert states == [(2, "END"), (1, "AVAILABLE")]
+        assert listed["versions"][0]["error"].startswith(failed)
 
         (models / "2" / tflite).write_bytes(complete)  # the copy completes, in place
         wait_until(lambda: httpx.get(f"{front.url}/model").json()["version"] == 2)

@@ -218,6 +218,29 @@ async def test_a_version_no_longer_served_is_retired_then_closed_after_the_grace
         assert (await fleet.lane_for(Target(MODEL_NAME, version=3))).target.version == 3
 
 
+async def test_a_version_the_default_lane_still_answers_with_stays_served(
+    tmp_path: Path,
+) -> None:
+    """Version 2 on disk but not loaded yet (or failing to load): as TF Serving keeps the
+    older version, 1 can still be asked for, and its lane goes once the default moves on."""
+    root = versions_on_disk(tmp_path, 1, 2)
+    backend = FakeBackend(version=1)  # the default lane: still on 1
+    async with running_fleet(root, backend, request_timeout_seconds=0.2) as fleet:
+        lane = await fleet.lane_for(Target(MODEL_NAME, version=1))
+        assert lane.backend.served_version() == 1
+        states = await fleet.served.states(fleet.entry(MODEL_NAME), fleet.lanes())
+        assert [(state.version, state.state) for state in states] == [
+            (2, "START"),
+            (1, "AVAILABLE"),
+        ]
+        await asyncio.sleep(FAST_POLL * 20)  # many watcher passes
+        assert lane in fleet.lanes()
+        backend.version = 2  # version 2 loaded
+        await eventually(lambda: lane not in fleet.lanes(), "version 1's lane retired")
+        with pytest.raises(UnknownVersion):
+            await fleet.lane_for(Target(MODEL_NAME, version=1))
+
+
 async def test_a_retired_lane_is_held_open_for_its_requests(tmp_path: Path) -> None:
     root = versions_on_disk(tmp_path, 1, 2)
     backend = FakeBackend(version=2)
