@@ -66,13 +66,15 @@ def prediction_table(file: Path, body: Any) -> str:
 
 
 def model_summary(body: Any) -> str:
-    """`model mobilenet version 1 (tfserving)`, from an answer's `model` object."""
+    """`model mobilenet version 1 (tfserving)`, from an answer's `model` object; an answer
+    in another precision than float32 says so: `(embedded, int8)`."""
     model = as_object(as_object(body).get("model"))
     label = f" [{model['label']}]" if model.get("label") else ""
-    return (
-        f"model {model.get('name', '?')} version {model.get('version', '?')}{label} "
-        f"({model.get('backend', '?')})"
-    )
+    # float32 is every backend's default; int8 answers differ a little, so they stand out.
+    precision = model.get("precision", "float32")
+    backend = str(model.get("backend", "?"))
+    runs_on = backend if precision == "float32" else f"{backend}, {precision}"
+    return f"model {model.get('name', '?')} version {model.get('version', '?')}{label} ({runs_on})"
 
 
 def untrained_warning(body: Any) -> str | None:

@@ -46,6 +46,18 @@ def test_a_table_block_has_the_file_each_ranked_class_and_the_model() -> None:
     ]
 
 
+def test_an_int8_answer_says_so_beside_the_backend() -> None:
+    model = {"name": "efficientnet_lite0", "version": "1", "weights": "trained"}
+    int8 = {**ANSWER, "model": {**model, "backend": "embedded", "precision": "int8"}}
+    float32 = {**ANSWER, "model": {**model, "backend": "tfserving", "precision": "float32"}}
+    assert prediction_table(Path("cat.jpg"), int8).splitlines()[-1] == (
+        "  model efficientnet_lite0 version 1 (embedded, int8), 12.5 ms"
+    )
+    assert prediction_table(Path("cat.jpg"), float32).splitlines()[-1] == (
+        "  model efficientnet_lite0 version 1 (tfserving), 12.5 ms"
+    )
+
+
 def test_a_failure_line_is_file_status_title_and_detail() -> None:
     line = failure_line(Path("a.jpg"), Answer(status=401, body=UNAUTHORIZED))
     assert line == (
