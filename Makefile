@@ -12,7 +12,7 @@ MODEL_DIR ?= models
 MODEL_NAME ?= $(if $(filter efficientnet-lite0,$(MODEL_SOURCE)),efficientnet_lite0,mobilenet)
 PORT ?= 8000
 
-.PHONY: help venv export run test test-fast test-stack lint bench bench-table bench-compare bench-replicas profile lock protos clean demo-rollout
+.PHONY: help venv export run test test-fast test-stack lint bench bench-table bench-floor bench-compare bench-replicas profile lock protos clean demo-rollout
 
 help:
 	@echo "make run      serve the API on :$(PORT) with the model in-process (exports one if none);"
@@ -26,6 +26,7 @@ help:
 	@echo "make lint     ruff and mypy"
 	@echo "make bench    measure throughput and latency (see README)"
 	@echo "make bench-table  the README's benchmark table: both models, float32 and int8, in one run"
+	@echo "make bench-floor  gateway CPU per request in front of TF Serving, with and without the resize"
 	@echo "make profile  where a gateway's CPU goes under load, sampled with py-spy (BACKEND=embedded|tfserving)"
 	@echo "make bench-compare  every figure of two runs (A=... B=..., or the two newest), noise marked"
 	@echo "make bench-replicas  throughput through nginx with one, two and three gateway replicas"
@@ -89,6 +90,12 @@ bench-table: venv
 	@ls -d $(MODEL_DIR)/efficientnet_lite0/[0-9]* >/dev/null 2>&1 || $(BIN)/python export_model.py \
 		--source efficientnet-lite0 --model-dir $(MODEL_DIR) --quantize int8
 	$(BIN)/python -m bench.table $(foreach model,$(TABLE_MODELS),--model $(model))
+
+# The gateway's own CPU per request over gRPC: the 480x360 upload and a 224x224 one
+# (no resize), what would be left if decoding moved into TF Serving (about 1 minute).
+bench-floor: venv
+	@ls -d $(MODEL_DIR)/$(MODEL_NAME)/[0-9]* >/dev/null 2>&1 || $(MAKE) --no-print-directory export
+	$(BIN)/python -m bench.floor --model $(MODEL_DIR)/$(MODEL_NAME)
 
 # py-spy on a gateway under the benchmark's load (as root, or with CAP_SYS_PTRACE).
 BACKEND ?= embedded

@@ -58,13 +58,13 @@ def run_pipeline(plan: Plan, uploads: dict[str, Upload], naive: bool, full: bool
     }
     if full:
         env = {**base, "INFERENCE_BACKEND": "embedded"}
-        with _running(start_gateway("embedded", plan.logs, env)) as embedded:
+        with running(start_gateway("embedded", plan.logs, env)) as embedded:
             runtime = _describe(embedded).get("runtime", "?")
             name = f"embedded ({runtime})"
             rows += _measure_all(plan, name, runtime, embedded, {}, uploads)
             rows += _measure_encodings(plan, name, runtime, embedded, {}, uploads[ENCODING_IMAGE])
-    with _running(start_double(plan.model_dir, plan.logs)) as double:
-        served = {"double": _pid(double)}
+    with running(start_double(plan.model_dir, plan.logs)) as double:
+        served = {"double": pid_of(double)}
         transports = ["grpc", "rest"] if full else []
         if full and not grpc_listens(double):
             transports.remove("grpc")
@@ -77,14 +77,14 @@ def run_pipeline(plan: Plan, uploads: dict[str, Upload], naive: bool, full: bool
                 "TF_SERVING_GRPC_TARGET": double.grpc_target,
                 "TF_SERVING_TRANSPORT": transport,
             }
-            with _running(start_gateway(f"tfserving-{transport}", plan.logs, env)) as gateway:
+            with running(start_gateway(f"tfserving-{transport}", plan.logs, env)) as gateway:
                 name = f"tfserving {transport}"
                 rows += _measure_all(plan, name, "tensorflow", gateway, served, uploads)
                 if transport == "grpc":
                     upload = uploads[ENCODING_IMAGE]
                     rows += _measure_encodings(plan, name, "tensorflow", gateway, served, upload)
         if naive:
-            with _running(start_naive(double, plan.model_dir, plan.logs)) as baseline:
+            with running(start_naive(double, plan.model_dir, plan.logs)) as baseline:
                 rows.append(
                     measure_row(
                         plan,
@@ -152,7 +152,7 @@ def measure_row(
     attempts: list[tuple[loadgen.LoadResult, Usage, dict[str, float]]] = []
     while len(attempts) <= plan.retries:
         before = read_stage_totals(gateway.url)
-        with Watch({"gateway": _pid(gateway), **served}, os.getpid()) as watch:
+        with Watch({"gateway": pid_of(gateway), **served}, os.getpid()) as watch:
             result = asyncio.run(
                 loadgen.drive(host, port, request, concurrency, plan.duration_s, budget, images)
             )
@@ -221,14 +221,14 @@ def _describe(gateway: Process) -> dict[str, Any]:
     return answer
 
 
-def _pid(process: Process) -> int:
+def pid_of(process: Process) -> int:
     assert process.popen is not None, "started processes have a Popen"
     pid: int = process.popen.pid
     return pid
 
 
 @contextlib.contextmanager
-def _running(process: Process) -> Iterator[Process]:
+def running(process: Process) -> Iterator[Process]:
     try:
         yield process
     finally:
