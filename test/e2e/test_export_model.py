@@ -78,7 +78,9 @@ def random_exports(tmp_path_factory: pytest.TempPathFactory) -> RandomExports:
     (root / "v7").mkdir()
     (root / "tmp-12").mkdir()
     (root / "README").write_text("not a version\n")
-    export_ok("--source", "random", "--model-dir", models)
+    # The TFLite copy is test_export_tflite.py's subject: without it, an export here is
+    # about half as long.
+    export_ok("--source", "random", "--no-tflite", "--model-dir", models)
     return RandomExports(
         root=root,
         first_stdout=first_stdout,
@@ -192,7 +194,7 @@ def test_existing_version_is_refused_without_force(random_exports: RandomExports
 def test_force_replaces_an_existing_version(random_exports: RandomExports) -> None:
     root = random_exports.root
     out = export_ok(
-        *["--source", "random", "--version", "2", "--force", "--seed", "7"],
+        *["--source", "random", "--no-tflite", "--version", "2", "--force", "--seed", "7"],
         "--model-dir",
         root.parent,
     )
@@ -228,7 +230,9 @@ def test_keras_weights_get_a_background_class_of_zero_probability(
     keras_weights: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     weights, expected_logits = keras_weights
-    export_ok("--source", "keras-weights", "--weights", weights, "--model-dir", tmp_path)
+    export_ok(
+        "--source", "keras-weights", "--weights", weights, "--no-tflite", "--model-dir", tmp_path
+    )
     version = tmp_path / "mobilenet" / "1"
     info = read_info(version)
     assert info["source"] == "keras-weights"
