@@ -1,9 +1,10 @@
 """What each model serves now: version folders kept by its policy here, or TF Serving's list.
 
 In-process, as with TF Serving's availability-preserving loads, a version a lane
-following the newest still answers with stays served while a newer one is loading
-or failing to load: its version can still be asked for, and /models lists it
-AVAILABLE beside the newer one (END, with the lane's reason, when that load failed).
+still answers with stays served (if its folder is still there) until a version the
+policy wants is available: while a newer one is loading or failing to load, the
+older one can still be asked for, and /models lists it AVAILABLE beside the newer
+one (END, with the lane's reason, when that load failed).
 
 The fleet (gateway/fleet.py) asks before it opens a lane, and when it looks for
 lanes to open or retire; /models asks to list versions and labels. In-process,
@@ -58,7 +59,7 @@ class ServedVersions:
                     break
                 if lane.target == Target(entry.name, version=version):
                     state = (await lane.backend.status()).state
-            if state == "START" and version in failed:
+            if state in ("START", "END") and version in failed:
                 states.append(VersionState(version, "END", failed[version]))
             else:
                 states.append(VersionState(version, state))
@@ -128,33 +129,35 @@ class ServedVersions:
             return []
 
     def served_here(self, entry: ModelEntry) -> list[int]:
-        """What `entry` serves in-process, highest first: the folders its policy serves,
-        and any older version a following lane keeps answering with."""
-        kept = {
+        """What `entry` serves in-process, highest first: the folders its policy serves, and,
+        until one of those is available, the versions its lanes still answer with.
+
+        TF Serving's availability-preserving loads keep a version serving until a version
+        the policy wants is AVAILABLE; only versions still on disk are kept, since a
+        request naming one may need to load it into a lane of its own.
+        """
+        try:
+            folders = version_folders(entry.path)
+        except FileNotFoundError:
+            return []
+        wanted = set(entry.policy.served(folders))
+        answering = {
             version
-            for lane in self._following(entry, self._lanes())
-            if (version := lane.backend.served_version()) is not None
+            for lane in self._lanes()
+            if lane.target.model == entry.name
+            and (version := lane.backend.served_version()) is not None
         }
-        return sorted(set(self.on_disk(entry)) | kept, reverse=True)
+        if answering & wanted:
+            return sorted(wanted, reverse=True)
+        return sorted(wanted | (answering & set(folders)), reverse=True)
 
     @staticmethod
-    def _following(entry: ModelEntry, lanes: Iterable[Lane]) -> list[Lane]:
-        """The lanes of `entry` that name no version: they follow its newest (or `stable`).
-
-        Only these keep a version served: a lane pinned to a version must not keep
-        itself from being retired."""
-        return [
-            lane
-            for lane in lanes
-            if lane.target.model == entry.name
-            and lane.target.version is None
-            and lane.target.label is None
-        ]
-
-    async def _failed_loads(self, entry: ModelEntry, lanes: Iterable[Lane]) -> dict[int, str]:
-        """Versions a following lane tried and failed to load, with its reason."""
+    async def _failed_loads(entry: ModelEntry, lanes: Iterable[Lane]) -> dict[int, str]:
+        """Versions a lane of `entry` tried and failed to load, with its reason."""
         failed: dict[int, str] = {}
-        for lane in self._following(entry, lanes):
+        for lane in lanes:
+            if lane.target.model != entry.name:
+                continue
             document = (await lane.backend.status()).document or {}
             for item in document.get("model_version_status", []):
                 if item.get("state") == "END" and item.get("status", {}).get("error_message"):

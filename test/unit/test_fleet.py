@@ -241,6 +241,44 @@ async def test_a_version_the_default_lane_still_answers_with_stays_served(
             await fleet.lane_for(Target(MODEL_NAME, version=1))
 
 
+async def test_another_models_version_stays_served_until_the_newer_one_is_available(
+    tmp_path: Path,
+) -> None:
+    """With a config file, a model's version lane keeps answering (and is not retired)
+    while the version its policy now wants is still opening, as TF Serving keeps it."""
+    root = versions_on_disk(tmp_path, 1)
+    versions_on_disk(root, 1, model="resnet")
+    backend = FakeBackend()
+    async with running_fleet(
+        root, backend, {MODEL_NAME: "", "resnet": ""}, request_timeout_seconds=0.2
+    ) as fleet:
+        old = await fleet.lane_for(Target("resnet", version=1))
+        backend.lane_start_gate = asyncio.Event()  # lanes opened from now on hang in start()
+        versions_on_disk(root, 2, model="resnet")
+        await eventually(lambda: len(lanes_for(backend, Target("resnet", 2))) == 1, "2 opening")
+        await asyncio.sleep(FAST_POLL * 20)  # many watcher passes
+        assert old in fleet.lanes()
+        assert await fleet.lane_for(Target("resnet", version=1)) is old
+        assert await fleet.lane_for(Target("resnet")) is old
+        states = await fleet.served.states(fleet.entry("resnet"), fleet.lanes())
+        assert [(state.version, state.state) for state in states] == [
+            (2, "START"),
+            (1, "AVAILABLE"),
+        ]
+        backend.lane_start_gate.set()  # version 2 becomes available
+        await eventually(lambda: old not in fleet.lanes(), "version 1's lane retired")
+
+
+async def test_a_version_no_longer_on_disk_is_not_kept_served(tmp_path: Path) -> None:
+    """A version kept only in memory cannot be opened for a request naming it: 404."""
+    root = versions_on_disk(tmp_path, 1, 2)
+    async with running_fleet(root, FakeBackend(version=1)) as fleet:
+        shutil.rmtree(root / MODEL_NAME / "1")
+        with pytest.raises(UnknownVersion) as unknown:
+            await fleet.lane_for(Target(MODEL_NAME, version=1))
+        assert unknown.value.detail.endswith("served versions: 2.")
+
+
 async def test_a_retired_lane_is_held_open_for_its_requests(tmp_path: Path) -> None:
     root = versions_on_disk(tmp_path, 1, 2)
     backend = FakeBackend(version=2)
