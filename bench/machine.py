@@ -8,6 +8,11 @@ from typing import Any
 
 import psutil
 
+# The CPU features int8 kernels speed up with (x86 VNNI and AMX, Arm's dot-product and
+# int8 matrix multiply): with none of them, an int8 model ran no faster than float32 here
+# (docs/int8.md), so a result says which its machine had.
+INT8_INSTRUCTIONS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
 _PACKAGES = {
     "TensorFlow": "tensorflow",
     "LiteRT": "ai-edge-litert",
@@ -28,6 +33,7 @@ def describe_machine() -> dict[str, Any]:
             versions[name] = "not installed"
     return {
         "cpu": _cpu_model(),
+        "int8_instructions": int8_instructions(_cpuinfo()),
         "cores": os.cpu_count() or 0,
         "physical_cores": psutil.cpu_count(logical=False) or 0,
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
@@ -37,11 +43,25 @@ def describe_machine() -> dict[str, Any]:
     }
 
 
-def _cpu_model() -> str:
+def int8_instructions(cpuinfo: str) -> list[str]:
+    """Which of INT8_INSTRUCTIONS the first CPU's flags (x86) or features (Arm) list."""
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            present = set(value.split())
+            return [flag for flag in INT8_INSTRUCTIONS if flag in present]
+    return []
+
+
+def _cpuinfo() -> str:
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or "unknown"
+        return ""
+
+
+def _cpu_model() -> str:
+    text = _cpuinfo()
     for line in text.splitlines():
         if line.startswith("model name"):
             return line.partition(":")[2].strip()

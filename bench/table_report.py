@@ -94,9 +94,12 @@ def render(results: dict[str, Any], derived: dict[str, Any]) -> str:
 def _header(results: dict[str, Any]) -> str:
     machine, plan = results["machine"], results["plan"]
     load = " / ".join(map(str, machine["load_average"]))
+    int8 = machine.get("int8_instructions")  # absent from runs before it was recorded
+    int8_line = "not recorded" if int8 is None else ", ".join(int8) or "none"
     facts = {
         "machine": f"{machine['cpu']}, {machine['cores']} cores ({machine['physical_cores']} "
-        f"physical), {machine['ram_gib']} GiB RAM; load average at start {load}",
+        f"physical), {machine['ram_gib']} GiB RAM; int8 instructions: "
+        f"{int8_line}; load average at start {load}",
         "software": f"Python {machine['python']}, "
         + ", ".join(f"{name} {version}" for name, version in machine["versions"].items()),
         "command": f"`{results['command']}`",
