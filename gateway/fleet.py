@@ -7,9 +7,10 @@ comes from the model set (MODEL_CONFIG_FILE, or MODEL_NAME alone,
 gateway/model_config.py) and from what is served:
 
 - In-process, a model's served versions are its version folders that its
-  version policy keeps, and, until one of those is available, the versions its
-  lanes still answer with (gateway/served_versions.py); a label names a version
-  through the config file, so a label's request is answered by that version's lane.
+  version policy keeps, and, until one of those answers requests naming no
+  version, the versions its lanes still answer with (gateway/served_versions.py);
+  a label names a version through the config file, so a label's request is
+  answered by that version's lane.
 - With TF Serving, a version is served while TF Serving lists it AVAILABLE, and
   a label is whatever TF Serving resolves it to: a label's lane is pinned to
   `/labels/L` and follows the label when it moves, as a TF_SERVING_URL pin does.

@@ -2,9 +2,9 @@
 
 In-process, as with TF Serving's availability-preserving loads, a version a lane
 still answers with stays served (if its folder is still there) until a version the
-policy wants is available: while a newer one is loading or failing to load, the
-older one can still be asked for, and /models lists it AVAILABLE beside the newer
-one (END, with the lane's reason, when that load failed).
+policy wants answers requests naming no version: while a newer one is loading or
+failing to load, the older one can still be asked for, and /models lists it
+AVAILABLE beside the newer one (END, with the lane's reason, when that load failed).
 
 The fleet (gateway/fleet.py) asks before it opens a lane, and when it looks for
 lanes to open or retire; /models asks to list versions and labels. In-process,
@@ -130,26 +130,39 @@ class ServedVersions:
 
     def served_here(self, entry: ModelEntry) -> list[int]:
         """What `entry` serves in-process, highest first: the folders its policy serves, and,
-        until one of those is available, the versions its lanes still answer with.
+        until requests naming no version are answered by one of those, the versions its
+        lanes still answer with.
 
         TF Serving's availability-preserving loads keep a version serving until a version
-        the policy wants is AVAILABLE; only versions still on disk are kept, since a
-        request naming one may need to load it into a lane of its own.
+        the policy wants is AVAILABLE in its place; only versions still on disk are kept,
+        since a request naming one may need to load it into a lane of its own.
         """
         try:
             folders = version_folders(entry.path)
         except FileNotFoundError:
             return []
         wanted = set(entry.policy.served(folders))
+        lanes = [lane for lane in self._lanes() if lane.target.model == entry.name]
         answering = {
-            version
-            for lane in self._lanes()
-            if lane.target.model == entry.name
-            and (version := lane.backend.served_version()) is not None
+            version for lane in lanes if (version := lane.backend.served_version()) is not None
         }
-        if answering & wanted:
+        if self._default_answer(lanes, answering) & wanted:
             return sorted(wanted, reverse=True)
         return sorted(wanted | (answering & set(folders)), reverse=True)
+
+    @staticmethod
+    def _default_answer(lanes: list[Lane], answering: set[int]) -> set[int]:
+        """The version(s) answering a request that names only the model: its lanes naming no
+        version (MODEL_NAME's default lane) when it has one, else its highest lane's."""
+        following = [
+            version
+            for lane in lanes
+            if lane.target.version is None and lane.target.label is None
+            if (version := lane.backend.served_version()) is not None
+        ]
+        if following:
+            return set(following)
+        return {max(answering)} if answering else set()
 
     @staticmethod
     async def _failed_loads(entry: ModelEntry, lanes: Iterable[Lane]) -> dict[int, str]:

@@ -269,6 +269,27 @@ async def test_another_models_version_stays_served_until_the_newer_one_is_availa
         await eventually(lambda: old not in fleet.lanes(), "version 1's lane retired")
 
 
+async def test_a_pinned_lane_of_the_new_version_does_not_end_the_old_ones_service(
+    tmp_path: Path,
+) -> None:
+    """A request naming version 2 opened (and loaded) it while the default lane still
+    answers with 1: 1 is served until the default moves on, not until any lane has 2."""
+    root = versions_on_disk(tmp_path, 1, 2)
+    backend = FakeBackend(version=1)
+    async with running_fleet(root, backend, request_timeout_seconds=0.2) as fleet:
+        await fleet.lane_for(Target(MODEL_NAME, version=2))
+        old = await fleet.lane_for(Target(MODEL_NAME, version=1))
+        states = await fleet.served.states(fleet.entry(MODEL_NAME), fleet.lanes())
+        assert [(state.version, state.state) for state in states] == [
+            (2, "AVAILABLE"),
+            (1, "AVAILABLE"),
+        ]
+        await asyncio.sleep(FAST_POLL * 20)  # many watcher passes
+        assert old in fleet.lanes()
+        backend.version = 2
+        await eventually(lambda: old not in fleet.lanes(), "version 1's lane retired")
+
+
 async def test_a_version_no_longer_on_disk_is_not_kept_served(tmp_path: Path) -> None:
     """A version kept only in memory cannot be opened for a request naming it: 404."""
     root = versions_on_disk(tmp_path, 1, 2)
