@@ -62,6 +62,12 @@ async def eventually(check: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(FAST_POLL)  # the watcher exposes no event to wait on
 
 
+async def version_states(fleet: Fleet, model: str) -> list[tuple[int, str]]:
+    """(version, state) of each version /models would list for `model`, highest first."""
+    states = await fleet.served.states(fleet.entry(model), fleet.lanes())
+    return [(state.version, state.state) for state in states]
+
+
 @contextlib.asynccontextmanager
 async def running_fleet(
     root: Path,
@@ -228,11 +234,7 @@ async def test_a_version_the_default_lane_still_answers_with_stays_served(
     async with running_fleet(root, backend, request_timeout_seconds=0.2) as fleet:
         lane = await fleet.lane_for(Target(MODEL_NAME, version=1))
         assert lane.backend.served_version() == 1
-        states = await fleet.served.states(fleet.entry(MODEL_NAME), fleet.lanes())
-        assert [(state.version, state.state) for state in states] == [
-            (2, "START"),
-            (1, "AVAILABLE"),
-        ]
+        assert await version_states(fleet, MODEL_NAME) == [(2, "START"), (1, "AVAILABLE")]
         await asyncio.sleep(FAST_POLL * 20)  # many watcher passes
         assert lane in fleet.lanes()
         backend.version = 2  # version 2 loaded
@@ -260,11 +262,7 @@ async def test_another_models_version_stays_served_until_the_newer_one_is_availa
         assert old in fleet.lanes()
         assert await fleet.lane_for(Target("resnet", version=1)) is old
         assert await fleet.lane_for(Target("resnet")) is old
-        states = await fleet.served.states(fleet.entry("resnet"), fleet.lanes())
-        assert [(state.version, state.state) for state in states] == [
-            (2, "START"),
-            (1, "AVAILABLE"),
-        ]
+        assert await version_states(fleet, "resnet") == [(2, "START"), (1, "AVAILABLE")]
         backend.lane_start_gate.set()  # version 2 becomes available
         await eventually(lambda: old not in fleet.lanes(), "version 1's lane retired")
 
@@ -279,11 +277,7 @@ async def test_a_pinned_lane_of_the_new_version_does_not_end_the_old_ones_servic
     async with running_fleet(root, backend, request_timeout_seconds=0.2) as fleet:
         await fleet.lane_for(Target(MODEL_NAME, version=2))
         old = await fleet.lane_for(Target(MODEL_NAME, version=1))
-        states = await fleet.served.states(fleet.entry(MODEL_NAME), fleet.lanes())
-        assert [(state.version, state.state) for state in states] == [
-            (2, "AVAILABLE"),
-            (1, "AVAILABLE"),
-        ]
+        assert await version_states(fleet, MODEL_NAME) == [(2, "AVAILABLE"), (1, "AVAILABLE")]
         await asyncio.sleep(FAST_POLL * 20)  # many watcher passes
         assert old in fleet.lanes()
         backend.version = 2
