@@ -119,6 +119,9 @@ class EmbeddedBackend:
         if self._loaded is not None:
             version = self._loaded.signature.version
             document = status_document(version, "AVAILABLE")
+            if failure is None and self._missing:
+                detail = f"{self._missing}; version {version} keeps serving from memory"
+                return ModelStatus(True, "AVAILABLE", version, detail, document)
             if failure is None:
                 return ModelStatus(True, "AVAILABLE", version, document=document)
             # TF Serving lists every version it has seen, highest first; a failed one as END.
@@ -174,7 +177,9 @@ class EmbeddedBackend:
         try:
             newest = self._choose(self._settings.model_dir)
         except FileNotFoundError as exc:
-            self._missing = str(exc)  # every folder gone: keep serving the version in memory
+            # Every folder gone: keep serving the version in memory, and forget a failed
+            # load, whose folder has gone with the rest (its retry would never come).
+            self._missing, self._failure = str(exc), None
             return
         self._missing = ""
         current = self._loaded.signature.version if self._loaded else 0

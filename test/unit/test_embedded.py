@@ -2,6 +2,7 @@
 
 import asyncio
 import itertools
+import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -201,6 +202,35 @@ def test_a_failing_version_is_reported_in_tf_servings_shape_without_paths(tmp_pa
 
     run_backend(settings, loader, body)
     assert len(loader.attempts[2]) == 1  # the next attempt is 30 s away
+
+
+def test_a_model_folder_gone_mid_retry_is_said_and_the_failure_forgotten(
+    tmp_path: Path,
+) -> None:
+    """The whole folder removed while version 2 fails: version 1 keeps serving from memory,
+    and /health says the folder is gone rather than a retry that will never come."""
+    settings = make_settings(tmp_path, embedded_load_retry_seconds=0.05)
+    (tmp_path / "mobilenet" / "1").mkdir()
+    loader = FakeLoader()
+    loader.failures_left[2] = 1_000
+
+    async def body(backend: EmbeddedBackend) -> None:
+        await eventually(lambda: serving(backend, 1), "version 1 to serve")
+        (tmp_path / "mobilenet" / "2").mkdir()
+
+        async def detail_with(text: str) -> str | None:
+            detail = (await backend.status()).detail
+            return detail if text in detail else None
+
+        await eventually(lambda: detail_with("version 2 could not be loaded"), "the failure")
+        shutil.rmtree(tmp_path / "mobilenet")
+        detail = await eventually(lambda: detail_with("keeps serving from memory"), "the loss")
+        assert "could not be loaded" not in detail
+        status = await backend.status()
+        assert (status.ready, status.version) == (True, 1)
+        assert (await backend.predict(image())).version == 1
+
+    run_backend(settings, loader, body)
 
 
 def test_a_first_version_that_fails_is_not_ready_and_says_why(tmp_path: Path) -> None:
