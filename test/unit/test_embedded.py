@@ -164,15 +164,28 @@ def test_a_failed_version_is_retried_with_doubling_waits_up_to_the_cap(tmp_path:
     assert gaps[-1] < 0.8, "uncapped, the fourth wait would be 0.8 s"
 
 
-def test_a_failing_version_is_reported_in_tf_servings_shape_without_paths(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, embedded_load_retry_seconds=30.0)
+def version_2_failing(
+    tmp_path: Path, retry_seconds: float, failures: int
+) -> tuple[Settings, FakeLoader]:
+    """Settings over a folder holding version 1, and a loader failing version 2 `failures` times."""
+    settings = make_settings(tmp_path, embedded_load_retry_seconds=retry_seconds)
     (tmp_path / "mobilenet" / "1").mkdir()
     loader = FakeLoader()
-    loader.failures_left[2] = 1
+    loader.failures_left[2] = failures
+    return settings, loader
+
+
+async def add_version_2_to(backend: EmbeddedBackend, tmp_path: Path) -> None:
+    """Once version 1 serves, publish version 2's folder."""
+    await eventually(lambda: serving(backend, 1), "version 1 to serve")
+    (tmp_path / "mobilenet" / "2").mkdir()
+
+
+def test_a_failing_version_is_reported_in_tf_servings_shape_without_paths(tmp_path: Path) -> None:
+    settings, loader = version_2_failing(tmp_path, retry_seconds=30.0, failures=1)
 
     async def body(backend: EmbeddedBackend) -> None:
-        await eventually(lambda: serving(backend, 1), "version 1 to serve")
-        (tmp_path / "mobilenet" / "2").mkdir()
+        await add_version_2_to(backend, tmp_path)
 
         async def failed() -> str:
             return (await backend.status()).detail
@@ -209,14 +222,10 @@ def test_a_model_folder_gone_mid_retry_is_said_and_the_failure_forgotten(
 ) -> None:
     """The whole folder removed while version 2 fails: version 1 keeps serving from memory,
     and /health says the folder is gone rather than a retry that will never come."""
-    settings = make_settings(tmp_path, embedded_load_retry_seconds=0.05)
-    (tmp_path / "mobilenet" / "1").mkdir()
-    loader = FakeLoader()
-    loader.failures_left[2] = 1_000
+    settings, loader = version_2_failing(tmp_path, retry_seconds=0.05, failures=1_000)
 
     async def body(backend: EmbeddedBackend) -> None:
-        await eventually(lambda: serving(backend, 1), "version 1 to serve")
-        (tmp_path / "mobilenet" / "2").mkdir()
+        await add_version_2_to(backend, tmp_path)
 
         async def detail_with(text: str) -> str | None:
             detail = (await backend.status()).detail
