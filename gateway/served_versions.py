@@ -121,13 +121,6 @@ class ServedVersions:
         if states[version] != "AVAILABLE":
             raise BackendUnavailable(f"{entry.name} version {version} is {states[version]}")
 
-    def on_disk(self, entry: ModelEntry) -> list[int]:
-        """The version folders of `entry` its policy serves, highest first."""
-        try:
-            return entry.policy.served(version_folders(entry.path))
-        except FileNotFoundError:
-            return []
-
     def served_here(self, entry: ModelEntry) -> list[int]:
         """What `entry` serves in-process, highest first: the folders its policy serves, and,
         until requests naming no version are answered by one of those, the versions its
