@@ -44,7 +44,7 @@ async def _model(fleet: Fleet, entry: ModelEntry, default: bool) -> dict[str, An
     problem = ""
     try:
         labels = await fleet.served.labels(entry)
-        states = await fleet.served.states(entry, fleet.lanes())
+        states = await fleet.served.states(entry)
     except BackendUnavailable as exc:
         # What the lanes hold is still known; say why the rest is not.
         problem, labels, states = exc.detail, {}, await _lane_versions(fleet, entry)

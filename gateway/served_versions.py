@@ -44,12 +44,12 @@ class ServedVersions:
         if self._catalog is not None:
             await self._catalog.close()
 
-    async def states(self, entry: ModelEntry, lanes: Iterable[Lane]) -> list[VersionState]:
+    async def states(self, entry: ModelEntry) -> list[VersionState]:
         """Every version of `entry` and its state, highest first."""
         if self._catalog is not None:
             return await self._catalog.versions(entry.name)
         states = []
-        lanes = list(lanes)
+        lanes = list(self._lanes())
         failed = await self._failed_loads(entry, lanes)
         for version in self.served_here(entry):
             state = "START"  # served by the policy; no lane has loaded it yet

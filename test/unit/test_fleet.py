@@ -64,7 +64,7 @@ async def eventually(check: Callable[[], bool], what: str) -> None:
 
 async def version_states(fleet: Fleet, model: str) -> list[tuple[int, str]]:
     """(version, state) of each version /models would list for `model`, highest first."""
-    states = await fleet.served.states(fleet.entry(model), fleet.lanes())
+    states = await fleet.served.states(fleet.entry(model))
     return [(state.version, state.state) for state in states]
 
 
